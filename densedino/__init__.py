@@ -1,0 +1,6 @@
+"""densedino: semantic segmentation and monocular depth on DINO backbones."""
+from . import compat  # noqa: F401  (must run before anything imports mmseg submodules)
+from .models.backbones import CheckpointError, create_backbone, list_backbones
+
+__version__ = '0.1.0'
+__all__ = ['create_backbone', 'list_backbones', 'CheckpointError', '__version__']

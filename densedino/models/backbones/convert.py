@@ -1,0 +1,242 @@
+"""Checkpoint converters: small pure functions from each source layout to densedino's keys.
+
+densedino's keys are the official torch-hub keys (``cls_token``, ``pos_embed``,
+``blocks.{i}.attn.qkv.weight`` ...), except DINOv3's ``storage_tokens`` which are called
+``register_tokens`` like DINOv2's. ``detect_format`` tells the layout from key signatures;
+``to_densedino`` dispatches to the converter for that layout.
+"""
+import re
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+StateDict = Dict[str, torch.Tensor]
+
+# Heads and poolers that sit beside a backbone in released files and are not part of it.
+_HEAD_PREFIXES = ('head.', 'dino_head.', 'ibot_head.', 'pooler.', 'classifier.')
+
+
+def _first_key_with(sd: StateDict, suffix: str) -> Optional[str]:
+    return next((k for k in sd if k == suffix or k.endswith('.' + suffix)), None)
+
+
+def detect_format(sd: StateDict) -> str:
+    """Name the layout of a backbone state dict.
+
+    Returns:
+        'hf_vit' (DINOv1 in transformers' ViTModel), 'hf_dinov2' (Dinov2Model and
+        Dinov2WithRegistersModel), 'hf_dinov3' (DINOv3ViTModel), 'hf_dinov3_convnext',
+        'timm', 'official_training' (teacher/student weights with prefixes or block chunks),
+        'official' (torch-hub files), or 'unknown'.
+    """
+    from .convnext import is_hf_convnext_state_dict
+    keys = list(sd)
+    if is_hf_convnext_state_dict(sd):
+        return 'hf_dinov3_convnext'
+    if any(re.search(r'(^|\.)layer\.\d+\.attention\.q_proj\.', k) for k in keys):
+        return 'hf_dinov3'
+    if _first_key_with(sd, 'embeddings.cls_token'):
+        if any('layer_scale1' in k or 'register_tokens' in k for k in keys):
+            return 'hf_dinov2'
+        return 'hf_vit'
+    if any(k.startswith(('module.', 'backbone.')) for k in keys) or \
+            any(re.match(r'blocks\.\d+\.\d+\.', k) for k in keys):
+        return 'official_training'
+    if 'reg_token' in sd or any(re.search(r'\.gamma_1$', k) for k in keys):
+        return 'timm'
+    if 'cls_token' in sd or 'downsample_layers.0.0.weight' in sd:
+        return 'official'
+    return 'unknown'
+
+
+# ------------------------------------------------------------------ official
+def from_official(sd: StateDict) -> StateDict:
+    """Official hub layout -> densedino (DINOv3 storage tokens, key-bias masks, training norms)."""
+    out = {}
+    for k, v in sd.items():
+        if k.endswith('attn.qkv.bias_mask'):
+            continue  # folded into the bias below
+        if k.startswith('local_cls_norm.'):
+            continue  # DINOv3: applied to local crops during training only
+        out['register_tokens' if k == 'storage_tokens' else k] = v
+    for k in [k for k in sd if k.endswith('attn.qkv.bias_mask')]:
+        bias_key = k[:-len('_mask')]
+        if bias_key in out:
+            out[bias_key] = _zero_key_bias(out[bias_key])
+    return out
+
+
+def _zero_key_bias(qkv_bias: torch.Tensor) -> torch.Tensor:
+    """DINOv3 masks the key third of the qkv bias to zero (it cannot change attention anyway)."""
+    dim = qkv_bias.shape[0] // 3
+    bias = qkv_bias.clone()
+    bias[dim:2 * dim] = 0
+    return bias
+
+
+def from_official_training(sd: StateDict) -> StateDict:
+    """A training checkpoint's teacher/student weights: strip DDP/backbone prefixes and chunks."""
+    sd = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
+    if any(k.startswith('backbone.') for k in sd):
+        sd = {k[len('backbone.'):]: v for k, v in sd.items() if k.startswith('backbone.')}
+    # Block chunks are padded with Identity, so the inner index is already the global one.
+    sd = {re.sub(r'^blocks\.\d+\.(\d+)\.', r'blocks.\1.', k): v for k, v in sd.items()}
+    return from_official(_drop_heads(sd))
+
+
+def _drop_heads(sd: StateDict) -> StateDict:
+    return {k: v for k, v in sd.items() if not k.startswith(_HEAD_PREFIXES)}
+
+
+# -------------------------------------------------------------- Hugging Face
+_HF_VIT_RULES = [  # DINOv1 as transformers' ViTModel
+    (r'embeddings\.position_embeddings', 'pos_embed'),
+    (r'encoder\.layer\.(\d+)\.layernorm_before\.', r'blocks.\1.norm1.'),
+    (r'encoder\.layer\.(\d+)\.layernorm_after\.', r'blocks.\1.norm2.'),
+    (r'encoder\.layer\.(\d+)\.intermediate\.dense\.', r'blocks.\1.mlp.fc1.'),
+    (r'encoder\.layer\.(\d+)\.output\.dense\.', r'blocks.\1.mlp.fc2.'),
+]
+_HF_DINOV2_RULES = [
+    (r'embeddings\.position_embeddings', 'pos_embed'),
+    (r'encoder\.layer\.(\d+)\.layer_scale(\d)\.lambda1', r'blocks.\1.ls\2.gamma'),
+    (r'encoder\.layer\.(\d+)\.mlp\.weights_in\.', r'blocks.\1.mlp.w12.'),
+    (r'encoder\.layer\.(\d+)\.mlp\.weights_out\.', r'blocks.\1.mlp.w3.'),
+    (r'encoder\.layer\.(\d+)\.', r'blocks.\1.'),
+]
+_HF_COMMON_RULES = [
+    (r'embeddings\.(cls_token|mask_token|register_tokens)$', r'\1'),
+    (r'embeddings\.patch_embeddings\.projection\.', 'patch_embed.proj.'),
+    (r'encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.', r'blocks.\1.attn.\2.'),
+    (r'encoder\.layer\.(\d+)\.attention\.output\.dense\.', r'blocks.\1.attn.proj.'),
+    (r'^layernorm\.', 'norm.'),
+]
+_HF_DINOV3_RULES = [
+    (r'embeddings\.(cls_token|mask_token|register_tokens)$', r'\1'),
+    (r'embeddings\.patch_embeddings\.', 'patch_embed.proj.'),
+    (r'layer\.(\d+)\.attention\.([qkv])_proj\.', r'blocks.\1.attn.\2.'),
+    (r'layer\.(\d+)\.attention\.o_proj\.', r'blocks.\1.attn.proj.'),
+    (r'layer\.(\d+)\.layer_scale(\d)\.lambda1', r'blocks.\1.ls\2.gamma'),
+    (r'layer\.(\d+)\.mlp\.gate_proj\.', r'blocks.\1.mlp.w1.'),
+    (r'layer\.(\d+)\.mlp\.down_proj\.', r'blocks.\1.mlp.DOWN.'),
+    (r'layer\.(\d+)\.mlp\.up_proj\.', r'blocks.\1.mlp.UP.'),
+    (r'layer\.(\d+)\.(norm[12])\.', r'blocks.\1.\2.'),
+    (r'^model\.blocks\.', 'blocks.'),
+]
+
+
+def _strip_hf_prefix(sd: StateDict, anchor: str) -> StateDict:
+    """Drop a task-model prefix ('dinov2.', 'vit.', 'backbone.' ...) found before ``anchor``."""
+    key = next((k for k in sd if k.endswith(anchor)), None)
+    prefix = key[:-len(anchor)] if key else ''
+    if not prefix:
+        return _drop_heads(sd)
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _rename(sd: StateDict, rules: List[Tuple[str, str]]) -> StateDict:
+    out = {}
+    for k, v in sd.items():
+        for pattern, repl in rules:
+            k = re.sub(pattern, repl, k)
+        out[k] = v
+    return out
+
+
+def _fuse_qkv(sd: StateDict) -> StateDict:
+    """Concatenate per-block q/k/v (or query/key/value) projections into ``attn.qkv``."""
+    out = {}
+    for k, v in sd.items():
+        m = re.match(r'(blocks\.\d+\.attn)\.(q|k|v|query|key|value)\.(weight|bias)$', k)
+        if m is None:
+            out[k] = v
+        elif m.group(2) in ('q', 'query'):
+            base, kind = m.group(1), m.group(3)
+            names = ('q', 'k', 'v') if m.group(2) == 'q' else ('query', 'key', 'value')
+            parts = [sd.get(f'{base}.{n}.{kind}') for n in names]
+            if kind == 'bias' and parts[1] is None:  # DINOv3: no key bias in HF files
+                parts[1] = torch.zeros_like(parts[0])
+            out[f'{base}.qkv.{kind}'] = torch.cat(parts, dim=0)
+    return out
+
+
+def from_hf_vit(sd: StateDict) -> StateDict:
+    """transformers ViTModel (DINOv1 ``facebook/dino-*``) -> densedino."""
+    sd = _strip_hf_prefix(sd, 'embeddings.cls_token')
+    sd = {k: v for k, v in sd.items() if k != 'embeddings.mask_token'}  # DINOv1 has none
+    return _fuse_qkv(_rename(_rename(sd, _HF_VIT_RULES), _HF_COMMON_RULES))
+
+
+def from_hf_dinov2(sd: StateDict) -> StateDict:
+    """transformers Dinov2Model / Dinov2WithRegistersModel -> densedino."""
+    sd = _strip_hf_prefix(sd, 'embeddings.cls_token')
+    return _fuse_qkv(_rename(_rename(sd, _HF_COMMON_RULES), _HF_DINOV2_RULES))
+
+
+def from_hf_dinov3(sd: StateDict) -> StateDict:
+    """transformers DINOv3ViTModel -> densedino (RoPE periods are not stored there)."""
+    sd = _rename(_strip_hf_prefix(sd, 'embeddings.cls_token'), _HF_DINOV3_RULES)
+    gated = any('.mlp.w1.' in k for k in sd)
+    up, down = ('w2', 'w3') if gated else ('fc1', 'fc2')
+    sd = {k.replace('.mlp.UP.', f'.mlp.{up}.').replace('.mlp.DOWN.', f'.mlp.{down}.'): v
+          for k, v in sd.items()}
+    if 'mask_token' in sd:
+        sd['mask_token'] = sd['mask_token'].reshape(1, -1)
+    return _fuse_qkv(sd)
+
+
+def from_hf_convnext(sd: StateDict) -> StateDict:
+    from .convnext import convnext_state_dict_from_hf
+    return convnext_state_dict_from_hf(sd)
+
+
+# --------------------------------------------------------------------- timm
+def from_timm(sd: StateDict) -> StateDict:
+    """timm ``vision_transformer`` names (DINOv1/DINOv2 weights) -> densedino.
+
+    timm calls registers ``reg_token`` and names the packed SwiGLU of ViT-g ``mlp.fc1/fc2``
+    (renamed to ``w12/w3`` by ``fit_ffn_names`` once the target is known).
+    """
+    if any(re.search(r'\.gamma_1$', k) for k in sd):
+        raise ValueError('timm Eva-style (DINOv3) checkpoints are not supported; use the official '
+                         '.pth or the Hugging Face files of the model')
+    return {('register_tokens' if k == 'reg_token' else k): v for k, v in _drop_heads(sd).items()}
+
+
+CONVERTERS: Dict[str, Callable[[StateDict], StateDict]] = {
+    'official': lambda sd: from_official(_drop_heads(sd)),
+    'official_training': from_official_training,
+    'hf_vit': from_hf_vit,
+    'hf_dinov2': from_hf_dinov2,
+    'hf_dinov3': from_hf_dinov3,
+    'hf_dinov3_convnext': from_hf_convnext,
+    'timm': from_timm,
+}
+
+
+def fit_to_model(sd: StateDict, expected: StateDict) -> StateDict:
+    """Reconcile conventions that only the target model can decide.
+
+    * ``mask_token`` is training-only; files that omit it (timm, DINOv1-style) get the official
+      zero init.
+    * RoPE ``periods`` are derived from the architecture; files that omit them (Hugging Face)
+      get the model's own.
+    * timm's ``mlp.fc1/fc2`` on a packed-SwiGLU target are ``mlp.w12/w3``.
+    """
+    sd = dict(sd)
+    for key in ('mask_token', 'rope_embed.periods'):
+        if key in expected and key not in sd:
+            sd[key] = expected[key].clone() if key != 'mask_token' else \
+                torch.zeros_like(expected[key])
+    if any('.mlp.w12.' in k for k in expected):
+        sd = {re.sub(r'\.mlp\.fc1\.', '.mlp.w12.', re.sub(r'\.mlp\.fc2\.', '.mlp.w3.', k)): v
+              for k, v in sd.items()}
+    return sd
+
+
+def to_densedino(sd: StateDict, fmt: Optional[str] = None) -> Tuple[StateDict, str]:
+    """Convert ``sd`` to densedino keys; returns the state dict and the format it came in."""
+    fmt = fmt or detect_format(sd)
+    if fmt not in CONVERTERS:
+        sample = ', '.join(list(sd)[:4])
+        raise ValueError(f'unrecognised checkpoint layout (first keys: {sample})')
+    return CONVERTERS[fmt](sd), fmt
