@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..layers import DropPath
+
 logger = logging.getLogger(__name__)
 
 NUM_STAGES = 4
@@ -44,38 +46,6 @@ CONVNEXT_PRESETS: Dict[str, Dict[str, Tuple[int, ...]]] = {
     'dinov3_convnext_base': dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024)),
     'dinov3_convnext_large': dict(depths=(3, 3, 27, 3), dims=(192, 384, 768, 1536)),
 }
-
-
-def drop_path(x: Tensor, drop_prob: float, training: bool) -> Tensor:
-    """Stochastic depth: zero whole samples of a residual branch, rescale the survivors.
-
-    Args:
-        x: Residual branch output, (B, ...).
-        drop_prob: Probability of dropping a sample's branch.
-        training: Identity unless True.
-
-    Returns:
-        Tensor of the shape of ``x``.
-    """
-    if drop_prob == 0.0 or not training:
-        return x
-    keep_prob = 1.0 - drop_prob
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-    return x * mask / keep_prob
-
-
-class DropPath(nn.Module):
-    """Module form of :func:`drop_path` (active only in training mode)."""
-
-    def __init__(self, drop_prob: float) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: Tensor) -> Tensor:
-        return drop_path(x, self.drop_prob, self.training)
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
 
 
 class LayerNorm2d(nn.LayerNorm):
