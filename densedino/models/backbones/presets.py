@@ -97,10 +97,17 @@ def list_backbones() -> List[str]:
     return list(PRESETS)
 
 
+class UnknownBackboneError(KeyError):
+    """An unknown preset name; the message lists the nearest known names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 def get_preset(name: str) -> Preset:
     """Look a preset up; an unknown name raises a KeyError listing the nearest names."""
     if name in PRESETS:
         return PRESETS[name]
     near = difflib.get_close_matches(name, PRESETS, n=4, cutoff=0.5)
     hint = f'did you mean {", ".join(near)}?' if near else f'known: {", ".join(PRESETS)}'
-    raise KeyError(f'unknown backbone {name!r}; {hint}')
+    raise UnknownBackboneError(f'unknown backbone {name!r}; {hint}')
