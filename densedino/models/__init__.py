@@ -1,2 +1,3 @@
-"""Models: layers -> backbones (heads, segmentors and depth models build on them)."""
+"""Models: layers -> backbones -> heads -> segmentors/depth models."""
 from .backbones import DinoBackbone, create_backbone, list_backbones  # noqa: F401
+from .heads import LinearSegHead  # noqa: F401

@@ -1,0 +1,145 @@
+"""Segmentation datasets: mmseg's, with inputs checked up front, and the embedded synthetic scenes.
+
+mmseg's datasets fail late and vaguely on bad inputs (an assertion deep in a worker, or a silent
+wrong mIoU for labels out of range). The classes here keep mmseg's behaviour and add one-line
+errors that name the folder or file: a missing image folder, an image without its label file,
+an unreadable image or label, a label value outside the class range.
+"""
+import logging
+import os
+import os.path as osp
+import shutil
+import tempfile
+from typing import List, Optional
+
+import numpy as np
+from mmseg.datasets import ADE20KDataset as _MMSegADE20K
+from mmseg.datasets import BaseSegDataset
+from mmseg.datasets import CityscapesDataset as _MMSegCityscapes
+from mmseg.datasets import PascalVOCDataset as _MMSegVOC
+from mmseg.datasets.transforms import LoadAnnotations as _MMSegLoadAnnotations
+
+from ..registry import DATASETS, TRANSFORMS
+from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SceneConfig, write_ade20k
+
+logger = logging.getLogger(__name__)
+IGNORE_INDEX = 255
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file that cannot be used; the message names it."""
+
+
+class CheckedSegDatasetMixin:
+    """Validates the file list that ``load_data_list`` builds."""
+
+    def load_data_list(self) -> List[dict]:
+        img_dir = self.data_prefix.get('img_path')
+        if img_dir and not osp.isdir(img_dir) and not (self.ann_file and osp.isfile(self.ann_file)):
+            raise DatasetError(f'image folder {img_dir} does not exist (check data_root / '
+                               'data_prefix in the config)')
+        data_list = super().load_data_list()
+        if not data_list:
+            raise DatasetError(f'no *{self.img_suffix} images found under {img_dir}')
+        missing = [d['seg_map_path'] for d in data_list
+                   if 'seg_map_path' in d and not osp.isfile(d['seg_map_path'])]
+        if missing:
+            more = f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''
+            raise DatasetError(f'label file {missing[0]} is missing{more}')
+        num_classes = len(self.metainfo['classes'])
+        for d in data_list:
+            d['num_classes'] = num_classes
+        return data_list
+
+
+@TRANSFORMS.register_module()
+class LoadAnnotations(_MMSegLoadAnnotations):
+    """mmseg's ``LoadAnnotations`` that also rejects unreadable files and out-of-range labels.
+
+    After ``reduce_zero_label`` / ``label_map``, every value must be a class index
+    (``< num_classes``, given by the dataset) or the ignore index 255.
+    """
+
+    def _load_seg_map(self, results: dict) -> None:
+        path = results['seg_map_path']
+        try:
+            super()._load_seg_map(results)
+        except Exception as e:  # noqa: BLE001 - decoding errors of any kind
+            raise DatasetError(f'cannot read label file {path}: {e}') from None
+        seg = results.get('gt_seg_map')
+        if seg is None:
+            raise DatasetError(f'cannot read label file {path}')
+        num_classes = results.get('num_classes')
+        if num_classes is not None:
+            bad = np.unique(seg[(seg >= num_classes) & (seg != IGNORE_INDEX)])
+            if bad.size:
+                raise DatasetError(f'label file {path} has values {bad[:5].tolist()} outside the '
+                                   f'{num_classes} classes (and 255 = ignore)')
+
+
+@DATASETS.register_module()
+class ADE20KDataset(CheckedSegDatasetMixin, _MMSegADE20K):
+    """mmseg's ADE20K (150 classes, ``reduce_zero_label``) with checked inputs."""
+
+
+@DATASETS.register_module()
+class PascalVOCDataset(CheckedSegDatasetMixin, _MMSegVOC):
+    """mmseg's Pascal VOC 2012 (21 classes, split file) with checked inputs."""
+
+
+@DATASETS.register_module()
+class CityscapesDataset(CheckedSegDatasetMixin, _MMSegCityscapes):
+    """mmseg's Cityscapes (19 classes) with checked inputs."""
+
+
+@DATASETS.register_module()
+class SyntheticSegDataset(CheckedSegDatasetMixin, BaseSegDataset):
+    """The embedded procedural scenes in ADE20K layout, generated on first use.
+
+    Args:
+        data_root: Folder holding (or receiving) ``ADEChallengeData2016``.
+        split: 'training' or 'validation'.
+        num_train: Training scenes to generate if the folder is absent.
+        num_val: Validation scenes to generate if the folder is absent.
+        seed: Generator seed.
+        scene: ``SceneConfig`` options.
+        **kwargs: ``BaseSegDataset`` options (pipeline, ...).
+    """
+    METAINFO = dict(classes=SYNTHETIC_CLASSES, palette=SYNTHETIC_PALETTE)
+
+    def __init__(self, data_root: str = 'data/synthetic', *, split: str = 'training',
+                 num_train: int = 400, num_val: int = 100, seed: int = 0,
+                 scene: Optional[dict] = None, **kwargs) -> None:
+        if split not in ('training', 'validation'):
+            raise ValueError(f"split must be 'training' or 'validation', got {split!r}")
+        ade_root = ensure_synthetic_ade20k(data_root, num_train=num_train, num_val=num_val,
+                                           seed=seed, scene=scene)
+        super().__init__(data_root=ade_root, img_suffix='.jpg', seg_map_suffix='.png',
+                         reduce_zero_label=True,
+                         data_prefix=dict(img_path=f'images/{split}',
+                                          seg_map_path=f'annotations/{split}'), **kwargs)
+
+
+def ensure_synthetic_ade20k(data_root: str, *, num_train: int, num_val: int, seed: int = 0,
+                            scene: Optional[dict] = None) -> str:
+    """Generate the synthetic ADE20K-layout folder once; concurrent callers are safe.
+
+    Returns:
+        ``data_root/ADEChallengeData2016``.
+    """
+    target = osp.join(data_root, 'ADEChallengeData2016')
+    if osp.isfile(osp.join(target, '.complete')):
+        return target
+    os.makedirs(data_root, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.synthetic-', dir=data_root)
+    logger.info('writing %d + %d synthetic scenes to %s', num_train, num_val, target)
+    written = write_ade20k(tmp, num_train=num_train, num_val=num_val,
+                           config=SceneConfig(**(scene or {})), seed=seed, progress=True)
+    open(osp.join(written, '.complete'), 'w').close()
+    try:
+        os.rename(written, target)  # atomic; another process may have won the race
+    except OSError:
+        if not osp.isfile(osp.join(target, '.complete')):
+            raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target

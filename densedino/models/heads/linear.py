@@ -1,0 +1,58 @@
+"""The linear segmentation head of the DINOv2 / DINOv3 protocols."""
+from typing import List, Optional, Sequence, Union
+
+import torch
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from torch import nn
+
+from ...registry import MODELS
+from .features import block_maps, resize_concat
+
+
+@MODELS.register_module()
+class LinearSegHead(BaseDecodeHead):
+    """Resize-concat of tapped blocks -> BatchNorm -> dropout -> 1x1 conv (DINOv2 "BNHead").
+
+    Checkpoint keys are the official ones (``bn.*``, ``conv_seg.*``), so DINOv2's released
+    ``*_linear_head.pth`` / ``*_ms_head.pth`` files load into it.
+
+    Args:
+        in_channels: Channels of each tapped block (an int for one block).
+        num_classes: Number of classes.
+        in_index: Which backbone outputs to use (all by default).
+        use_cls_token: Append the class token to every position (channels x2).
+        dropout_ratio: Channel dropout (``Dropout2d``) before the classifier.
+        dropout_before_norm: DINOv3 order (dropout -> BN -> conv) instead of DINOv2's
+            (BN -> dropout -> conv).
+        use_norm: BatchNorm on the concatenated features (converted to SyncBatchNorm only under
+            multi-process training, by the runner's ``sync_bn``).
+        **kwargs: ``BaseDecodeHead`` options (``loss_decode``, ``ignore_index``, ``align_corners``
+            ...).
+    """
+
+    def __init__(self, in_channels: Union[int, Sequence[int]], num_classes: int, *,
+                 in_index: Optional[Sequence[int]] = None, use_cls_token: bool = False,
+                 dropout_ratio: float = 0.0, dropout_before_norm: bool = False,
+                 use_norm: bool = True, **kwargs) -> None:
+        per_block = [in_channels] if isinstance(in_channels, int) else list(in_channels)
+        if in_index is not None and len(in_index) != len(per_block):
+            raise ValueError(f'in_index {list(in_index)} and in_channels {per_block} differ '
+                             'in length')
+        channels = sum(per_block) * (2 if use_cls_token else 1)
+        super().__init__(in_channels=channels, channels=channels, num_classes=num_classes,
+                         dropout_ratio=dropout_ratio, **kwargs)
+        self.block_index = None if in_index is None else list(in_index)
+        self.use_cls_token = use_cls_token
+        self.dropout_before_norm = dropout_before_norm
+        self.bn = nn.BatchNorm2d(channels) if use_norm else nn.Identity()
+
+    def _transform_inputs(self, inputs) -> torch.Tensor:
+        maps = block_maps(inputs, self.block_index, self.use_cls_token)
+        return resize_concat(maps, self.align_corners)
+
+    def forward(self, inputs) -> torch.Tensor:
+        """Backbone outputs -> logits (B, num_classes, h, w) at the token grid."""
+        x = self._transform_inputs(inputs)
+        if self.dropout_before_norm and self.dropout is not None:
+            return self.conv_seg(self.bn(self.dropout(x)))
+        return self.cls_seg(self.bn(x))

@@ -1,0 +1,190 @@
+"""Segmentation end to end on small on-disk datasets: train, test, resume, errors, configs."""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config, ConfigDict
+from mmengine.runner import Runner
+
+import densedino  # noqa: F401
+from densedino.datasets import DatasetError
+
+from .seg_fixtures import write_ade20k_folder
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_BACKBONE = dict(arch_overrides=dict(depth=2, embed_dim=32, num_heads=2))
+
+
+def tiny_cfg(data_root, work_dir, *, iters=4, crop=(42, 56)) -> Config:
+    """configs/seg/ade20k_linear.py shrunk to a 2-block, 32-wide backbone on a fixture folder."""
+    cfg = Config.fromfile(osp.join(REPO, 'configs/seg/ade20k_linear.py'))
+    cfg.work_dir = str(work_dir)
+    cfg.model.backbone.update(checkpoint=None, **TINY_BACKBONE)
+    cfg.model.decode_head.in_channels = [32]
+    cfg.model.data_preprocessor.size = crop
+    cfg.model.test_cfg = ConfigDict(mode='whole')
+    train_pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', reduce_zero_label=True),
+        dict(type='RandomCrop', crop_size=crop),
+        dict(type='PackSegInputs'),
+    ]
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        dl = cfg[loader]
+        dl.num_workers, dl.persistent_workers, dl.batch_size = 0, False, 2
+        dl.dataset.data_root = data_root
+    cfg.train_dataloader.dataset.pipeline = train_pipeline
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=iters)
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = 2
+    cfg.default_hooks.checkpoint.max_keep_ckpts = 10
+    cfg.randomness = dict(seed=0)
+    cfg.log_level = 'WARNING'
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def ade_root(tmp_path_factory):
+    return write_ade20k_folder(str(tmp_path_factory.mktemp('ade')))
+
+
+def _losses(runner):
+    """Training losses per iteration, from the message hub history."""
+    hist = runner.message_hub.get_scalar('train/loss')
+    return hist.data[0].tolist()
+
+
+def test_train_then_test_reports_the_miou_of_its_predictions(ade_root, tmp_path):
+    cfg = tiny_cfg(ade_root, tmp_path / 'wd')
+    runner = Runner.from_cfg(cfg)
+    frozen_before = {k: v.clone() for k, v in runner.model.backbone.state_dict().items()}
+    runner.train()
+    for k, v in runner.model.backbone.state_dict().items():
+        assert torch.equal(v, frozen_before[k]), f'frozen backbone weight {k} changed'
+    assert runner.model.decode_head.conv_seg.weight.requires_grad
+
+    out_dir = tmp_path / 'preds'
+    cfg.test_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'], output_dir=str(out_dir),
+                              keep_results=True)
+    cfg.load_from = str(tmp_path / 'wd' / 'iter_4.pth')
+    metrics = Runner.from_cfg(cfg).test()
+    # recompute mIoU by hand from the written predictions and the label files
+    inter, union = np.zeros(150), np.zeros(150)
+    present = np.zeros(150, bool)
+    for gt_path in sorted(glob.glob(osp.join(ade_root, 'annotations/validation/*.png'))):
+        gt = cv2.imread(gt_path, cv2.IMREAD_UNCHANGED).astype(np.int64) - 1  # reduce_zero_label
+        pred = cv2.imread(str(out_dir / osp.basename(gt_path)), cv2.IMREAD_UNCHANGED)
+        pred = pred.astype(np.int64) - 1  # written in the dataset's encoding (0 = other)
+        valid = gt >= 0
+        g, p = gt[valid], pred[valid]
+        for c in range(150):
+            inter[c] += np.sum((g == c) & (p == c))
+            union[c] += np.sum((g == c) | (p == c))
+            present[c] |= bool(np.any(g == c) or np.any(p == c))
+    miou = 100 * np.mean(inter[present] / union[present])
+    assert metrics['mIoU'] == pytest.approx(miou, abs=0.01)
+
+
+def test_slide_equals_whole_when_one_crop_covers_the_image(ade_root, tmp_path):
+    cfg = tiny_cfg(ade_root, tmp_path)
+    model = Runner.from_cfg(cfg).model.eval()
+    x = torch.randn(1, 3, 42, 56)
+    metas = [dict(img_shape=(42, 56), ori_shape=(42, 56), pad_shape=(42, 56))]
+    model.test_cfg = ConfigDict(mode='whole')
+    whole = model.inference(x, metas)
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(64, 64), stride=(40, 40))
+    slide = model.inference(x, [dict(m) for m in metas])
+    torch.testing.assert_close(slide, whole)
+
+
+def test_resume_reproduces_the_uninterrupted_losses(ade_root, tmp_path):
+    full = Runner.from_cfg(tiny_cfg(ade_root, tmp_path / 'full', iters=4))
+    full.train()
+    reference = _losses(full)
+    first = Runner.from_cfg(tiny_cfg(ade_root, tmp_path / 'part', iters=2))
+    first.train()
+    cfg = tiny_cfg(ade_root, tmp_path / 'part', iters=4)
+    cfg.resume = True
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    assert resumed.iter == 4
+    np.testing.assert_allclose(_losses(resumed)[-2:], reference[2:4], rtol=1e-5)
+
+
+def test_every_config_builds():
+    from mmengine.registry import init_default_scope
+    from densedino.registry import MODELS
+    init_default_scope('densedino')
+    paths = sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True))
+    paths = [p for p in paths if '_base_' not in p]
+    built = 0
+    for path in paths:
+        cfg = Config.fromfile(path)
+        model_cfg = cfg.model.copy()
+        backbone = model_cfg.get('backbone', model_cfg.get('module', {}).get('backbone'))
+        backbone.checkpoint = None
+        backbone.arch_overrides = dict(depth=4 if 'convnext' not in backbone.arch else None)
+        if 'convnext' in backbone.arch:
+            backbone.arch_overrides = dict(depths=(1, 1, 1, 1))
+        model = MODELS.build(model_cfg)
+        assert model is not None, path
+        built += 1
+    assert built == len(paths) == EXPECTED_CONFIGS
+
+
+EXPECTED_CONFIGS = 6
+
+
+def test_bad_inputs_give_one_line_errors(ade_root, tmp_path):
+    cfg = tiny_cfg(str(tmp_path / 'nowhere'), tmp_path)
+    with pytest.raises(DatasetError, match=r'image folder .*nowhere.* does not exist'):
+        Runner.from_cfg(cfg).train()
+
+    root = write_ade20k_folder(str(tmp_path / 'broken'), num_train=2, num_val=1)
+    missing = osp.join(root, 'annotations/training/ADE_train_00000002.png')
+    os.remove(missing)
+    with pytest.raises(DatasetError, match=f'label file {missing} is missing'):
+        Runner.from_cfg(tiny_cfg(root, tmp_path / 'b')).train()
+
+    root = write_ade20k_folder(str(tmp_path / 'range'), num_train=2, num_val=1)
+    bad = osp.join(root, 'annotations/training/ADE_train_00000001.png')
+    cv2.imwrite(bad, np.full((56, 84), 200, np.uint8))
+    cfg = tiny_cfg(root, tmp_path / 'c')
+    cfg.train_dataloader.sampler = dict(type='DefaultSampler', shuffle=False)
+    with pytest.raises(DatasetError, match=f'label file {bad} has values \\[199\\] outside'):
+        Runner.from_cfg(cfg).train()
+
+
+def test_train_cli_one_line_error_for_missing_checkpoint(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py', 'configs/seg/ade20k_linear.py', '--work-dir',
+         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith('error: CheckpointError: checkpoint '
+                           'checkpoints/dinov2_vits14_pretrain.pth does not exist')
+
+
+def test_torchrun_two_processes_on_cpu(ade_root, tmp_path):
+    """DDP over gloo with 2 CPU processes trains and writes one checkpoint."""
+    cfg = tiny_cfg(ade_root, tmp_path / 'ddp', iters=2)
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
+    cfg_path = tmp_path / 'tiny_ddp.py'
+    cfg.dump(str(cfg_path))
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_port', '29517', 'tools/train.py', str(cfg_path), '--launcher', 'pytorch',
+         '--work-dir', str(tmp_path / 'ddp')],
+        cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(tmp_path / 'ddp' / 'iter_2.pth', map_location='cpu')
+    assert ckpt['meta']['iter'] == 2
+    assert ckpt['meta']['dataset_meta']['classes'][0] == 'wall'

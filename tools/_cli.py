@@ -1,0 +1,75 @@
+"""Shared command-line plumbing for tools/train.py and tools/test.py."""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='where logs and checkpoints go '
+                        '(default: work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config keys, e.g. model.backbone.checkpoint=PATH')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher (torchrun: pytorch)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks')
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read the config, apply overrides and the work dir; one-line errors for bad paths."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if not osp.isfile(args.config):
+        raise SystemExit(f'error: config file {args.config} does not exist')
+    import densedino  # noqa: F401  (compatibility fixes and registries)
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    adapt_to_device(cfg)
+    if args.work_dir:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def adapt_to_device(cfg: Config) -> None:
+    """CPU-only machines: gloo instead of NCCL, no device ids for DDP, BatchNorm kept as is.
+
+    mmengine's launcher setup calls ``torch.cuda.set_device``, so on CPUs the process group is
+    created here (gloo) and mmengine finds it ready. SyncBatchNorm needs CUDA.
+    """
+    import torch
+    import torch.distributed as dist
+    if torch.cuda.is_available():
+        return
+    if cfg.get('sync_bn'):
+        cfg.sync_bn = None
+    if cfg.launcher == 'none':
+        return
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                 broadcast_buffers=False)
+    if cfg.launcher == 'pytorch' and not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+
+
+def run_cli(main, args: argparse.Namespace) -> None:
+    """Run ``main(args)``; user errors become one line on stderr (``--debug`` for tracebacks)."""
+    if args.debug:
+        main(args)
+        return
+    try:
+        main(args)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # noqa: BLE001 - report, don't dump a 60-line traceback
+        logging.getLogger('densedino').debug('failed', exc_info=True)
+        msg = ' '.join(str(e).split()) or type(e).__name__
+        print(f'error: {type(e).__name__}: {msg} (run with --debug for the traceback)',
+              file=sys.stderr)
+        raise SystemExit(1) from None
