@@ -1,0 +1,68 @@
+"""Turn released weights into one densedino checkpoint that tools/test.py and init_model load.
+
+    python tools/convert_checkpoint.py configs/seg/ade20k_linear.py \
+        --backbone dinov2_vits14_pretrain.pth --head dinov2_vits14_ade20k_linear_head.pth \
+        --out checkpoints/dinov2_vits14_ade20k_linear.pth
+
+The backbone weights may be any format ``create_backbone`` reads (official hub, Hugging Face,
+timm, training checkpoints); the head must be an mmseg-style file with ``decode_head.*`` keys
+(DINOv2's released heads). The output holds the full model state dict and ``meta.dataset_meta``
+(class names and palette of the config's dataset), so class names are never guessed later.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tools._cli import run_cli  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config', help='config whose model the weights belong to')
+    parser.add_argument('--backbone', help='backbone weights (default: the config\'s '
+                        'model.backbone.checkpoint)')
+    parser.add_argument('--head', required=True, help='head weights (decode_head.* keys)')
+    parser.add_argument('--out', required=True, help='output .pth')
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks')
+    return parser.parse_args(argv)
+
+
+def dataset_meta_from_config(cfg) -> dict:
+    """Class names and palette of the config's test (or train) dataset class."""
+    from densedino.registry import DATASETS
+    for key in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
+        ds = cfg.get(key, {}).get('dataset')
+        if ds:
+            cls = DATASETS.get(ds['type'])
+            meta = dict(getattr(cls, 'METAINFO', {}))
+            meta.update(ds.get('metainfo') or {})
+            if 'classes' in meta:
+                return {k: (list(v) if isinstance(v, tuple) else v) for k, v in meta.items()}
+    raise ValueError('the config names no dataset with class names; cannot write dataset_meta')
+
+
+def main(args: argparse.Namespace) -> None:
+    import torch
+    import densedino  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from densedino.models.heads.checkpoint import load_head_checkpoint
+    from densedino.registry import MODELS
+    cfg = Config.fromfile(args.config)
+    init_default_scope(cfg.get('default_scope', 'densedino'))
+    if args.backbone:
+        cfg.model.backbone.checkpoint = args.backbone
+    model = MODELS.build(cfg.model)
+    load_head_checkpoint(model, args.head)
+    meta = dict(dataset_meta=dataset_meta_from_config(cfg),
+                converted_from=dict(backbone=cfg.model.backbone.checkpoint, head=args.head))
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), args.out)
+    print(f'wrote {args.out} ({len(meta["dataset_meta"]["classes"])} classes)')
+
+
+if __name__ == '__main__':
+    a = parse_args()
+    run_cli(main, a)
