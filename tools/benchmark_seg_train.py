@@ -1,0 +1,105 @@
+"""Cost of one segmentation training iteration against the backbone forward alone.
+
+    python tools/benchmark_seg_train.py configs/seg/ade20k_linear.py [--iters 5] [--batch 2]
+
+With a frozen backbone the head, the loss at label resolution, the backward through the head
+and the optimizer step should add little to the backbone forward; this measures the ratio on the
+config's crop size, batch and number of classes, with random weights, images and labels.
+"""
+import argparse
+import json
+import os.path as osp
+import statistics
+import sys
+import time
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--iters', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--batch', type=int, help='default: the config\'s train batch size')
+    parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s choice)')
+    parser.add_argument('--arch-overrides', default=None,
+                        help='JSON preset overrides, e.g. \'{"depth": 2}\' (for smoke tests)')
+    parser.add_argument('--out', help='write the figures as JSON here')
+    return parser.parse_args(argv)
+
+
+def _timed(fn, iters: int, warmup: int) -> list:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def build(args):
+    import torch
+    import densedino  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from mmseg.structures import SegDataSample
+    from mmengine.structures import PixelData
+    from densedino.registry import MODELS
+    cfg = Config.fromfile(args.config)
+    init_default_scope('densedino')
+    cfg.model.backbone.checkpoint = None
+    if args.arch_overrides:
+        cfg.model.backbone.arch_overrides = json.loads(args.arch_overrides)
+    model = MODELS.build(cfg.model)
+    model.train()
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    batch = args.batch or cfg.train_dataloader.batch_size
+    H, W = cfg.model.data_preprocessor.size
+    classes = model.decode_head.num_classes
+    gen = torch.Generator().manual_seed(0)
+    imgs = [torch.randint(0, 256, (3, H, W), generator=gen, dtype=torch.uint8)
+            for _ in range(batch)]
+    samples = []
+    for _ in range(batch):
+        s = SegDataSample(metainfo=dict(img_shape=(H, W), ori_shape=(H, W), pad_shape=(H, W)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, classes, (1, H, W), generator=gen))
+        samples.append(s)
+    data = dict(inputs=imgs, data_samples=samples)
+    return model, optim, data
+
+
+def main(args: argparse.Namespace) -> dict:
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, optim, data = build(args)
+    inputs = model.data_preprocessor(data, training=True)['inputs']
+
+    def backbone_forward():
+        with torch.no_grad():
+            model.backbone(inputs)
+
+    def train_step():
+        model.train_step(data, optim)
+
+    fwd = _timed(backbone_forward, args.iters, args.warmup)
+    step = _timed(train_step, args.iters, args.warmup)
+    res = dict(config=args.config, batch=len(data['inputs']), crop=list(inputs.shape[-2:]),
+               threads=torch.get_num_threads(), backbone_forward_s=statistics.median(fwd),
+               train_step_s=statistics.median(step))
+    res['ratio'] = res['train_step_s'] / res['backbone_forward_s']
+    print(f"{args.config}: batch {res['batch']} crop {res['crop']}  backbone forward "
+          f"{res['backbone_forward_s'] * 1e3:.0f} ms  training iteration "
+          f"{res['train_step_s'] * 1e3:.0f} ms  ratio {res['ratio']:.3f}")
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+if __name__ == '__main__':
+    main(parse_args())
