@@ -73,7 +73,7 @@ def test_convert_checkpoint_writes_a_full_model_with_dataset_meta(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ckpt = torch.load(out, map_location='cpu')
-    assert ckpt['meta']['dataset_meta']['classes'][:2] == ['wall', 'building']
+    assert list(ckpt['meta']['dataset_meta']['classes'][:2]) == ['wall', 'building']
     sd = ckpt['state_dict']
     assert torch.equal(sd['backbone.model.blocks.0.attn.qkv.weight'],
                        bb.blocks[0].attn.qkv.weight)

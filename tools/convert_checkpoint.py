@@ -29,25 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def dataset_meta_from_config(cfg) -> dict:
-    """Class names and palette of the config's test (or train) dataset class."""
-    from densedino.registry import DATASETS
-    for key in ('test_dataloader', 'val_dataloader', 'train_dataloader'):
-        ds = cfg.get(key, {}).get('dataset')
-        if ds:
-            cls = DATASETS.get(ds['type'])
-            meta = dict(getattr(cls, 'METAINFO', {}))
-            meta.update(ds.get('metainfo') or {})
-            if 'classes' in meta:
-                return {k: (list(v) if isinstance(v, tuple) else v) for k, v in meta.items()}
-    raise ValueError('the config names no dataset with class names; cannot write dataset_meta')
-
-
 def main(args: argparse.Namespace) -> None:
     import torch
     import densedino  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
+    from densedino.apis import resolve_dataset_meta
     from densedino.models.heads.checkpoint import load_head_checkpoint
     from densedino.registry import MODELS
     cfg = Config.fromfile(args.config)
@@ -56,7 +43,7 @@ def main(args: argparse.Namespace) -> None:
         cfg.model.backbone.checkpoint = args.backbone
     model = MODELS.build(cfg.model)
     load_head_checkpoint(model, args.head)
-    meta = dict(dataset_meta=dataset_meta_from_config(cfg),
+    meta = dict(dataset_meta=resolve_dataset_meta(cfg),
                 converted_from=dict(backbone=cfg.model.backbone.checkpoint, head=args.head))
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     torch.save(dict(state_dict=model.state_dict(), meta=meta), args.out)

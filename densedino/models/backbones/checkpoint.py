@@ -31,10 +31,13 @@ def read_checkpoint(path: str) -> Tuple[StateDict, Optional[dict]]:
         raise CheckpointError(f'checkpoint {path} does not exist')
     if os.path.isdir(path):
         return _read_hf_dir(path), _read_json(os.path.join(path, 'config.json'))
-    return _unwrap(_read_file(path), path), None
+    return _unwrap(read_file(path), path), None
 
 
-def _read_file(path: str) -> dict:
+def read_file(path: str):
+    """``torch.load(weights_only=True)`` / safetensors, with one-line errors naming the file."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f'checkpoint {path} does not exist')
     try:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
@@ -63,11 +66,11 @@ def _read_hf_dir(path: str) -> StateDict:
         if index is not None:
             sd = {}
             for shard in sorted(set(index['weight_map'].values())):
-                sd.update(_read_file(os.path.join(path, shard)))
+                sd.update(read_file(os.path.join(path, shard)))
             return sd
     for name in ('model.safetensors', 'pytorch_model.bin'):
         if os.path.exists(os.path.join(path, name)):
-            return _read_file(os.path.join(path, name))
+            return read_file(os.path.join(path, name))
     raise CheckpointError(f'{path} holds config.json but no model.safetensors or '
                           'pytorch_model.bin')
 
