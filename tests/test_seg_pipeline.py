@@ -18,15 +18,16 @@ from densedino.datasets import DatasetError
 from .seg_fixtures import write_ade20k_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TINY_BACKBONE = dict(arch_overrides=dict(depth=2, embed_dim=32, num_heads=2))
+TINY_BACKBONE = dict(arch_overrides=dict(depth=4, embed_dim=32, num_heads=2))
 
 
-def tiny_cfg(data_root, work_dir, *, iters=4, crop=(42, 56)) -> Config:
-    """configs/seg/ade20k_linear.py shrunk to a 2-block, 32-wide backbone on a fixture folder."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs/seg/ade20k_linear.py'))
+def tiny_cfg(data_root, work_dir, *, iters=4, crop=(42, 56),
+             config='configs/seg/ade20k_linear.py') -> Config:
+    """An ADE20K config shrunk to a 4-block, 32-wide backbone on a fixture folder."""
+    cfg = Config.fromfile(osp.join(REPO, config))
     cfg.work_dir = str(work_dir)
     cfg.model.backbone.update(checkpoint=None, **TINY_BACKBONE)
-    cfg.model.decode_head.in_channels = [32]
+    cfg.model.decode_head.in_channels = [32] * len(cfg.model.decode_head.in_channels)
     cfg.model.data_preprocessor.size = crop
     cfg.model.test_cfg = ConfigDict(mode='whole')
     train_pipeline = [
@@ -186,3 +187,24 @@ def test_torchrun_two_processes_on_cpu(ade_root, tmp_path):
     ckpt = torch.load(tmp_path / 'ddp' / 'iter_2.pth', map_location='cpu')
     assert ckpt['meta']['iter'] == 2
     assert ckpt['meta']['dataset_meta']['classes'][0] == 'wall'
+
+
+def test_test_cli_tta_show_dir_and_out(ade_root, tmp_path):
+    """tools/test.py with --tta (scales + flips of the +ms config), --show-dir and --out."""
+    cfg = tiny_cfg(ade_root, tmp_path / 'wd', iters=2, config='configs/seg/ade20k_linear_ms.py')
+    cfg.tta_pipeline[1].transforms[0] = [dict(type='Resize', scale_factor=r, keep_ratio=True)
+                                         for r in (1.0, 1.5)]
+    Runner.from_cfg(cfg).train()
+    cfg_path = tmp_path / 'tiny_ms.py'
+    cfg.dump(str(cfg_path))
+    proc = subprocess.run(
+        [sys.executable, 'tools/test.py', str(cfg_path), str(tmp_path / 'wd' / 'iter_2.pth'),
+         '--tta', '--show-dir', str(tmp_path / 'vis'), '--out', str(tmp_path / 'pred'),
+         '--work-dir', str(tmp_path / 'test')],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'mIoU' in proc.stdout + proc.stderr
+    preds = sorted(os.listdir(tmp_path / 'pred'))
+    assert preds == [f'ADE_val_{i:08d}.png' for i in (1, 2, 3)]
+    shown = glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)
+    assert len(shown) == 3
