@@ -14,12 +14,12 @@ optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=50),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=50, end=600),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=50, end=300),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=600, val_interval=600)
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=300)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=20),
-    checkpoint=dict(interval=600, max_keep_ckpts=1))
+    checkpoint=dict(interval=300, max_keep_ckpts=1))
 randomness = dict(seed=0)
