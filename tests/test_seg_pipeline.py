@@ -200,7 +200,7 @@ def test_test_cli_tta_show_dir_and_out(ade_root, tmp_path):
     proc = subprocess.run(
         [sys.executable, 'tools/test.py', str(cfg_path), str(tmp_path / 'wd' / 'iter_2.pth'),
          '--tta', '--show-dir', str(tmp_path / 'vis'), '--out', str(tmp_path / 'pred'),
-         '--work-dir', str(tmp_path / 'test')],
+         '--work-dir', str(tmp_path / 'test'), '--cfg-options', 'log_level=INFO'],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'mIoU' in proc.stdout + proc.stderr
