@@ -4,6 +4,7 @@ from .convnext import ConvNeXt
 from .convert import detect_format, to_densedino
 from .dense import BlockFeatures, DinoBackbone, center_pad, resolve_out_indices
 from .factory import create_backbone
+from .precision import bf16_matmul_mode, to_bf16
 from .presets import PRESETS, Preset, get_preset, list_backbones
 from .vit import DinoVisionTransformer
 
@@ -11,5 +12,5 @@ __all__ = [
     'CheckpointError', 'load_into', 'read_checkpoint', 'ConvNeXt', 'detect_format',
     'to_densedino', 'BlockFeatures', 'DinoBackbone', 'center_pad', 'resolve_out_indices',
     'create_backbone', 'PRESETS', 'Preset', 'get_preset', 'list_backbones',
-    'DinoVisionTransformer'
+    'DinoVisionTransformer', 'bf16_matmul_mode', 'to_bf16'
 ]

@@ -192,7 +192,8 @@ class DinoVisionTransformer(nn.Module):
             ``x_norm_patchtokens`` (B, h * w, D), ``x_prenorm`` (B, 1 + R + h * w, D), ``masks``;
             RoPE models also carry the DINOv3 name ``x_storage_tokens``.
         """
-        *_, (_, tokens) = self.iter_blocks(x, masks)
+        for _, tokens in self.iter_blocks(x, masks):  # keep only the last block's output
+            pass
         normed = self.apply_norm(tokens)
         p = self.num_prefix_tokens
         out = {
