@@ -60,9 +60,23 @@ def adapt_to_device(cfg: Config) -> None:
 
 def run_cli(main, args: argparse.Namespace) -> None:
     """Run ``main(args)``; user errors become one line on stderr (``--debug`` for tracebacks)."""
-    if args.debug:
-        main(args)
-        return
+    try:
+        if args.debug:
+            main(args)
+        else:
+            _report_errors(main, args)
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Tear the process group down before exit (gloo aborts in its destructor otherwise)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _report_errors(main, args: argparse.Namespace) -> None:
     try:
         main(args)
     except (KeyboardInterrupt, SystemExit):
