@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .convert import StateDict, detect_format, fit_to_model, to_densedino
+from .convert import StateDict, fit_to_model, to_densedino
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The linear segmentation head of the DINOv2 / DINOv3 protocols."""
-from typing import List, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead

@@ -55,7 +55,9 @@ class _UpsampledCE(torch.autograd.Function):
         x = logits.detach().float()
         cols = _column_matrix(W, w, align_corners, x.device, x.dtype)  # (W, w)
         rows_mat = _column_matrix(H, h, align_corners, x.device, x.dtype)  # (H, h)
-        i0, i1, _, _ = interp_weights(H, h, align_corners, x.device)
+        i0, i1, _, _ = interp_weights(H, h, align_corners, torch.device('cpu'))
+        # chunk bounds are read on the host; keep them there so CUDA runs need no syncs
+        i0, i1 = i0.tolist(), i1.tolist()
         rows = max(1, chunk_elems // (C * W))
         need_grad = ctx.needs_input_grad[0]
         grad = torch.zeros_like(x) if need_grad else None
@@ -67,7 +69,7 @@ class _UpsampledCE(torch.autograd.Function):
             grad_wide = torch.zeros_like(wide) if need_grad else None
             for r0 in range(0, H, rows):
                 r1 = min(H, r0 + rows)
-                lo, hi = int(i0[r0]), int(i1[r1 - 1]) + 1  # source rows this chunk reads
+                lo, hi = i0[r0], i1[r1 - 1] + 1  # source rows this chunk reads
                 a_sub = rows_mat[r0:r1, lo:hi]  # (R, K)
                 z = (a_sub @ wide[lo:hi]).view(r1 - r0, C, W)
                 lab = labels[b, r0:r1]
