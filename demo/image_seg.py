@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import run_cli  # noqa: E402
+from tools._cli import display_available, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -75,8 +75,7 @@ def write_image(path: str, rgb: np.ndarray) -> None:
 
 def show(rgb: np.ndarray, title: str) -> None:
     """Show in a window where there is a display; otherwise say so and go on."""
-    if sys.platform.startswith('linux') and not (os.environ.get('DISPLAY')
-                                                 or os.environ.get('WAYLAND_DISPLAY')):
+    if not display_available():
         print('--show: no display available, not showing', file=sys.stderr)
         return
     try:

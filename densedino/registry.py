@@ -24,13 +24,14 @@ def _child(name: str, parent: Registry, *locations: str) -> Registry:
 MODELS = _child('model', MMSEG_MODELS, 'densedino.models', 'mmseg.models')
 DATASETS = _child('dataset', MMSEG_DATASETS, 'densedino.datasets', 'mmseg.datasets')
 TRANSFORMS = _child('transform', MMSEG_TRANSFORMS, 'densedino.datasets', 'mmseg.datasets')
-METRICS = _child('metric', MMSEG_METRICS, 'mmseg.evaluation')
+METRICS = _child('metric', MMSEG_METRICS, 'densedino.evaluation', 'mmseg.evaluation')
 HOOKS = _child('hook', MMSEG_HOOKS, 'mmseg.engine')
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     MMSEG_OPTIM_WRAPPER_CONSTRUCTORS, 'densedino.engine',
                                     'mmseg.engine')
 OPTIM_WRAPPERS = _child('optim wrapper', MMSEG_OPTIM_WRAPPERS, 'densedino.engine', 'mmseg.engine')
-VISUALIZERS = _child('visualizer', MMSEG_VISUALIZERS, 'mmseg.visualization')
+VISUALIZERS = _child('visualizer', MMSEG_VISUALIZERS, 'densedino.visualization',
+                     'mmseg.visualization')
 
 # The rest of mmseg's registries get plain children too, so that building loops, samplers,
 # schedulers ... in the 'densedino' scope finds mmengine's classes without falling back.

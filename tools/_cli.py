@@ -1,4 +1,4 @@
-"""Shared command-line plumbing for tools/train.py and tools/test.py."""
+"""Shared command-line plumbing for tools/ and demo/ scripts."""
 import argparse
 import logging
 import os
@@ -56,6 +56,13 @@ def adapt_to_device(cfg: Config) -> None:
                                  broadcast_buffers=False)
     if cfg.launcher == 'pytorch' and not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+
+
+def display_available() -> bool:
+    """Whether a window can be opened (on Linux: an X11 or Wayland display is set)."""
+    if sys.platform.startswith('linux'):
+        return bool(os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
+    return True
 
 
 def run_cli(main, args: argparse.Namespace) -> None:

@@ -39,7 +39,10 @@ from ..visualization.overlay import default_palette
 SCOPE = 'densedino'
 ImageInput = Union[str, os.PathLike, np.ndarray]
 StateDict = Dict[str, torch.Tensor]
-_ANNOTATION_LOADERS = ('LoadAnnotations', 'LoadDepthAnnotation')
+# Transforms of the test pipeline that belong to a dataset, not to the model: annotation loading,
+# and the fixed benchmark crops (KITTI's 352 x 1216 KB crop, NYU's border crop) that would fail
+# on or mutilate images of other sizes.
+_DATASET_ONLY = ('LoadAnnotations', 'LoadDepthAnnotation', 'KBCrop', 'NYUCrop')
 _DATALOADERS = ('test_dataloader', 'val_dataloader', 'train_dataloader')
 
 
@@ -75,7 +78,7 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[Union[str,
         model = MODELS.build(cfg.model)
         if ckpt is not None:
             _load_weights(model, _state_dict_of(ckpt, checkpoint), checkpoint, cfg)
-        model.dataset_meta = resolve_dataset_meta(cfg, ckpt, checkpoint)
+        model.dataset_meta = _model_meta(model, cfg, ckpt, checkpoint)
     _check_num_classes(model, checkpoint)
     model.cfg = cfg
     return model.to(device).eval()
@@ -114,7 +117,7 @@ def inference_model(model: BaseSegmentor, img: Union[ImageInput, Sequence[ImageI
 
 
 class InferencePipeline:
-    """The config's test pipeline without annotation loading, for a file path or a BGR array.
+    """The config's test pipeline without dataset-only steps, for a file path or a BGR array.
 
     Args:
         cfg: Config whose ``test_dataloader.dataset.pipeline`` (or ``test_pipeline``) starts with
@@ -122,7 +125,7 @@ class InferencePipeline:
     """
 
     def __init__(self, cfg: Config) -> None:
-        steps = [t for t in _test_pipeline_cfg(cfg) if _type_name(t) not in _ANNOTATION_LOADERS]
+        steps = [t for t in _test_pipeline_cfg(cfg) if _type_name(t) not in _DATASET_ONLY]
         if not steps or 'LoadImage' not in _type_name(steps[0]):
             first = _type_name(steps[0]) if steps else 'nothing'
             raise InferenceError(f'the test pipeline of {_cfg_name(cfg)} must start with an '
@@ -185,6 +188,18 @@ def resolve_dataset_meta(cfg: Config, checkpoint: Optional[dict] = None,
         raise InferenceError(f'{where} and the dataset of {_cfg_name(cfg)} declares no '
                              'classes (METAINFO / metainfo); cannot tell the class names')
     return _complete_meta(meta)
+
+
+def _model_meta(model: BaseSegmentor, cfg: Config, ckpt: Optional[dict],
+                checkpoint: Optional[str]) -> dict:
+    """``resolve_dataset_meta``; depth models without class names get the single class 'depth'."""
+    from ..models.heads import DepthHead
+    try:
+        return resolve_dataset_meta(cfg, ckpt, checkpoint)
+    except InferenceError:
+        if isinstance(getattr(model, 'decode_head', None), DepthHead):
+            return _complete_meta(dict(classes=('depth',)))
+        raise
 
 
 def _load_config(config: Union[str, Path, Config], cfg_options: Optional[dict]) -> Config:

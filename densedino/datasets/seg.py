@@ -10,7 +10,7 @@ import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 from mmseg.datasets import ADE20KDataset as _MMSegADE20K
@@ -128,13 +128,32 @@ def ensure_synthetic_ade20k(data_root: str, *, num_train: int, num_val: int, see
         ``data_root/ADEChallengeData2016``.
     """
     target = osp.join(data_root, 'ADEChallengeData2016')
+    return ensure_generated(
+        target, lambda tmp: write_ade20k(tmp, num_train=num_train, num_val=num_val,
+                                         config=SceneConfig(**(scene or {})), seed=seed,
+                                         progress=True),
+        f'{num_train} + {num_val} synthetic scenes')
+
+
+def ensure_generated(target: str, write: Callable[[str], str], what: str) -> str:
+    """Write a generated dataset folder once, atomically; concurrent callers are safe.
+
+    Args:
+        target: The finished folder. It counts as done when it holds a ``.complete`` marker.
+        write: Writes the dataset under a temporary folder (its argument, a sibling of
+            ``target``) and returns the folder that becomes ``target``.
+        what: Description for the log line.
+
+    Returns:
+        ``target``.
+    """
     if osp.isfile(osp.join(target, '.complete')):
         return target
-    os.makedirs(data_root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.synthetic-', dir=data_root)
-    logger.info('writing %d + %d synthetic scenes to %s', num_train, num_val, target)
-    written = write_ade20k(tmp, num_train=num_train, num_val=num_val,
-                           config=SceneConfig(**(scene or {})), seed=seed, progress=True)
+    parent = osp.dirname(osp.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.synthetic-', dir=parent)
+    logger.info('writing %s to %s', what, target)
+    written = write(tmp)
     open(osp.join(written, '.complete'), 'w').close()
     try:
         os.rename(written, target)  # atomic; another process may have won the race

@@ -1,0 +1,86 @@
+"""The depth model: backbone + depth head on mmseg's segmentor contract.
+
+``DinoDepthEstimator`` reuses mmseg's ``EncoderDecoder`` for feature extraction, training and the
+sliding window, and replaces what depth needs differently: flip averaging for either inference
+mode, the metric clamp, and ``pred_depth_map`` outputs resized to the ground truth (original
+image) size. mmseg's own ``DepthEstimator`` is not used: its ``inference`` runs whole-image
+inference whenever ``mode='slide'`` is asked for, and it only flips in a slide mode.
+"""
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from mmengine.structures import PixelData
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.structures import SegDataSample
+
+from ..registry import MODELS
+
+INFERENCE_MODES = ('whole', 'slide')
+
+
+@MODELS.register_module()
+class DinoDepthEstimator(EncoderDecoder):
+    """Monocular depth estimation: backbone -> depth head, whole or sliding-window inference.
+
+    ``test_cfg``:
+        mode: ``'whole'`` (default) or ``'slide'`` (with ``crop_size`` and ``stride``).
+        flip: Average the prediction with that of the horizontally flipped input (DINOv2 /
+            DINOv3 evaluation). Default False.
+
+    Predictions are clamped to the head's ``[min_depth, max_depth]`` (metric heads), cut to the
+    unpadded image, un-flipped when the test pipeline flipped the image, and resized (bilinear)
+    to the original image size as ``pred_depth_map``: the size of the ground truth the metric
+    compares with.
+
+    Args:
+        backbone, decode_head, data_preprocessor, train_cfg, test_cfg, init_cfg: as mmseg's
+            ``EncoderDecoder``; ``decode_head`` is a depth head (``LinearDepthHead``,
+            ``DPTDepthHead``).
+    """
+
+    def __init__(self, backbone: dict, decode_head: dict, *, data_preprocessor: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None, **kwargs) -> None:
+        test_cfg = dict(mode='whole') if test_cfg is None else test_cfg
+        mode = test_cfg.get('mode', 'whole')
+        if mode not in INFERENCE_MODES:
+            raise ValueError(f'test_cfg.mode must be one of {INFERENCE_MODES}, got {mode!r}')
+        if mode == 'slide' and not {'crop_size', 'stride'} <= set(test_cfg):
+            raise ValueError("test_cfg.mode='slide' needs crop_size and stride")
+        super().__init__(backbone=backbone, decode_head=decode_head,
+                         data_preprocessor=data_preprocessor, train_cfg=train_cfg,
+                         test_cfg=test_cfg, init_cfg=init_cfg, **kwargs)
+
+    def _forward_once(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        if self.test_cfg.get('mode', 'whole') == 'slide':
+            return self.slide_inference(inputs, batch_img_metas)
+        return self.encode_decode(inputs, batch_img_metas)
+
+    def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
+        """(B, 1, H, W) depth at the input size, flip-averaged if configured, clamped."""
+        depth = self._forward_once(inputs, batch_img_metas)
+        if self.test_cfg.get('flip', False):
+            flipped = self._forward_once(inputs.flip(-1), batch_img_metas).flip(-1)
+            depth = (depth + flipped) / 2
+        return self.decode_head.clamp(depth)
+
+    def postprocess_result(self, depth: torch.Tensor,
+                           data_samples: Optional[List[SegDataSample]] = None
+                           ) -> List[SegDataSample]:
+        """Cut padding, undo a pipeline flip, resize to the original size; set ``pred_depth_map``."""
+        if data_samples is None:
+            return [SegDataSample(pred_depth_map=PixelData(data=d)) for d in depth]
+        height, width = depth.shape[-2:]
+        for i, sample in enumerate(data_samples):
+            meta = sample.metainfo
+            left, right, top, bottom = meta.get('img_padding_size',
+                                                meta.get('padding_size', [0, 0, 0, 0]))
+            d = depth[i:i + 1, :, top:height - bottom, left:width - right]
+            if meta.get('flip', False):
+                d = d.flip(-1 if meta.get('flip_direction', 'horizontal') == 'horizontal' else -2)
+            if tuple(d.shape[-2:]) != tuple(meta['ori_shape'][:2]):
+                d = F.interpolate(d, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
+                                  align_corners=self.align_corners)
+            sample.set_data({'pred_depth_map': PixelData(data=self.decode_head.clamp(d[0]))})
+        return data_samples
