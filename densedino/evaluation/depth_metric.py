@@ -1,0 +1,128 @@
+"""``DenseDepthMetric``: dataset-level depth evaluation on mmengine's ``BaseMetric``."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+
+from ..registry import METRICS
+from .depth_functional import (
+    DEPTH_METRIC_KEYS,
+    check_crop,
+    check_depth_range,
+    depth_metrics,
+)
+
+
+@METRICS.register_module()
+class DenseDepthMetric(BaseMetric):
+    """Per-image depth metrics averaged over the images that have ground truth.
+
+    Each image is scored with :func:`densedino.evaluation.depth_metrics` (prediction clamped to
+    ``[min_depth, max_depth]``, valid pixels ``min_depth < gt < max_depth`` inside ``crop``), and
+    the reported value of each metric is the mean over images with at least one valid pixel,
+    which is the official NYUv2 / KITTI protocol (not a mean over pooled pixels). Images without
+    a valid pixel are skipped and counted in the log. ``silog`` is the toolbox / DINOv3 x100
+    convention, ``silog_mmseg`` the mmseg / Depth-Anything one (see ``depth_metrics``).
+
+    Args:
+        min_depth: lower evaluation bound in metres (> 0), e.g. 1e-3.
+        max_depth: upper evaluation bound in metres, e.g. 10 (NYUv2) or 80 (KITTI).
+        crop: None or one of ``DEPTH_CROPS`` ('nyu_eigen', 'kitti_garg', 'kitti_eigen').
+        metrics: names to report, a subset of ``DEPTH_METRIC_KEYS``; None reports all.
+        collect_device: 'cpu' or 'gpu', where results are gathered across ranks.
+        prefix: prefix of the reported keys, e.g. 'nyu' gives 'nyu/d1'.
+    """
+
+    # '' (not None): keys stay unprefixed like mmseg's metrics, without BaseMetric's warning
+    default_prefix: str | None = ''
+
+    def __init__(self, *, min_depth: float, max_depth: float, crop: str | None = None,
+                 metrics: str | Sequence[str] | None = None,
+                 collect_device: str = 'cpu', prefix: str | None = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        check_depth_range(min_depth, max_depth)
+        check_crop(crop)
+        self.min_depth, self.max_depth, self.crop = float(min_depth), float(max_depth), crop
+        self.metrics = self._check_metric_names(metrics)
+
+    @staticmethod
+    def _check_metric_names(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
+        if metrics is None:
+            return DEPTH_METRIC_KEYS
+        names = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+        unknown = [name for name in names if name not in DEPTH_METRIC_KEYS]
+        if unknown or not names:
+            raise ValueError(f'DenseDepthMetric metrics={metrics!r}: unknown or empty; choose '
+                             f'from {", ".join(DEPTH_METRIC_KEYS)}')
+        return names
+
+    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+        """Score each sample and store ``{metric: float, 'n_valid': int}`` in ``self.results``.
+
+        Args:
+            data_batch: the dataloader batch (unused).
+            data_samples: ``SegDataSample.to_dict()`` outputs, with ``pred_depth_map['data']``
+                and ``gt_depth_map['data']`` of shape ``(1, H, W)`` in metres (gt 0 = no
+                measurement).
+
+        Raises:
+            KeyError: a sample lacks ``pred_depth_map`` or ``gt_depth_map``.
+            ValueError: prediction and ground truth differ in size.
+        """
+        for sample in data_samples:
+            pred = _depth_map(sample, 'pred_depth_map')
+            gt = _depth_map(sample, 'gt_depth_map')
+            try:
+                scores = depth_metrics(pred, gt, min_depth=self.min_depth,
+                                       max_depth=self.max_depth, crop=self.crop)
+            except ValueError as err:
+                raise ValueError(f'{_image_name(sample)}: {err}') from None
+            self.results.append({**{k: scores[k] for k in self.metrics},
+                                 'n_valid': scores['n_valid']})
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        """Mean of each metric over the images with at least one valid pixel.
+
+        Args:
+            results: the per-image dicts stored by :meth:`process`, gathered from all ranks.
+
+        Returns:
+            ``{name: mean}`` for the configured metric names; NaN values when no image had a
+            valid pixel.
+        """
+        scored = [r for r in results if r['n_valid'] > 0]
+        print_log(f'DenseDepthMetric: {len(scored)} images evaluated, '
+                  f'{len(results) - len(scored)} skipped (no ground truth in '
+                  f'({self.min_depth:g}, {self.max_depth:g}) m inside crop {self.crop})',
+                  logger='current')
+        means = {k: math.fsum(r[k] for r in scored) / len(scored) if scored else math.nan
+                 for k in self.metrics}
+        print_log('\n' + _table(means), logger='current')
+        return means
+
+
+def _image_name(sample: Mapping) -> str:
+    return str(sample.get('img_path', '<image without img_path>'))
+
+
+def _depth_map(sample: Mapping, key: str) -> Any:
+    """``sample[key]['data']``, accepting a dict or a ``PixelData`` under ``key``."""
+    if key not in sample:
+        raise KeyError(f'{_image_name(sample)}: data sample has no {key!r} (keys: '
+                       f'{", ".join(sorted(sample))}); DenseDepthMetric needs pred_depth_map '
+                       'and gt_depth_map')
+    entry = sample[key]
+    return entry['data'] if isinstance(entry, Mapping) else entry.data
+
+
+def _table(values: dict[str, float]) -> str:
+    """Two aligned plain-text rows: metric names and values (5 decimals)."""
+    cells = [(name, f'{value:.5f}') for name, value in values.items()]
+    widths = [max(len(name), len(text)) for name, text in cells]
+    header = ' | '.join(name.rjust(w) for (name, _), w in zip(cells, widths))
+    row = ' | '.join(text.rjust(w) for (_, text), w in zip(cells, widths))
+    return f'{header}\n{"-" * len(header)}\n{row}'
