@@ -1,12 +1,48 @@
-"""Datasets: mmseg's segmentation datasets with checked inputs, and procedural synthetic scenes."""
-from .seg import (ADE20KDataset, CityscapesDataset, DatasetError, LoadAnnotations,
-                  PascalVOCDataset, SyntheticSegDataset, ensure_synthetic_ade20k)
-from .synthetic import (SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SceneConfig, SceneGenerator,
-                        SceneObject, SceneSample, write_ade20k, write_kitti, write_nyu)
+"""Datasets: mmseg's segmentation datasets with checked inputs, depth datasets and transforms, synthetic scenes."""
+from .depth import (
+    KITTI_DEPTH_SCALE,
+    NYU_DEPTH_SCALE,
+    NYU_FOCAL,
+    DepthFolderDataset,
+    KITTIEigenDepthDataset,
+    NYUDepthDataset,
+    NYUFolderDepthDataset,
+)
+from .depth_transforms import (
+    DepthColorJitter,
+    KBCrop,
+    LoadDepthAnnotation,
+    NYUCrop,
+    RandomDepthRotate,
+)
+from .resize import ResizeToMultiple
+from .seg import (
+    ADE20KDataset,
+    CityscapesDataset,
+    DatasetError,
+    LoadAnnotations,
+    PascalVOCDataset,
+    SyntheticSegDataset,
+    ensure_synthetic_ade20k,
+)
+from .synthetic import (
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_PALETTE,
+    SceneConfig,
+    SceneGenerator,
+    SceneObject,
+    SceneSample,
+    write_ade20k,
+    write_kitti,
+    write_nyu,
+)
 
 __all__ = [
-    'ADE20KDataset', 'CityscapesDataset', 'DatasetError', 'LoadAnnotations', 'PascalVOCDataset',
-    'SyntheticSegDataset', 'ensure_synthetic_ade20k', 'SYNTHETIC_CLASSES', 'SYNTHETIC_PALETTE',
-    'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample', 'write_ade20k', 'write_nyu',
-    'write_kitti'
+    'KITTI_DEPTH_SCALE', 'NYU_DEPTH_SCALE', 'NYU_FOCAL', 'SYNTHETIC_CLASSES', 'SYNTHETIC_PALETTE',
+    'ADE20KDataset', 'CityscapesDataset', 'DatasetError', 'DepthColorJitter', 'DepthFolderDataset',
+    'KBCrop', 'KITTIEigenDepthDataset', 'LoadAnnotations', 'LoadDepthAnnotation', 'NYUCrop',
+    'NYUDepthDataset', 'NYUFolderDepthDataset', 'PascalVOCDataset', 'RandomDepthRotate',
+    'ResizeToMultiple', 'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample',
+    'SyntheticSegDataset',
+    'ensure_synthetic_ade20k', 'write_ade20k', 'write_kitti', 'write_nyu',
 ]
