@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import torch
 import torch.nn.functional as F
+from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.structures import SegDataSample
@@ -42,7 +43,8 @@ class DinoDepthEstimator(EncoderDecoder):
     def __init__(self, backbone: dict, decode_head: dict, *, data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None, test_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None, **kwargs) -> None:
-        test_cfg = dict(mode='whole') if test_cfg is None else test_cfg
+        # mmseg's slide inference reads test_cfg.stride: a plain dict from Python needs wrapping
+        test_cfg = ConfigDict(mode='whole') if test_cfg is None else ConfigDict(test_cfg)
         mode = test_cfg.get('mode', 'whole')
         if mode not in INFERENCE_MODES:
             raise ValueError(f'test_cfg.mode must be one of {INFERENCE_MODES}, got {mode!r}')

@@ -1,5 +1,10 @@
 """Heads for segmentation and depth, fed by ``DinoBackbone`` outputs."""
+from .checkpoint import load_head_checkpoint
+from .depth_base import DepthHead, gt_depth_batch
+from .depth_dpt import DPTDepthHead
+from .depth_linear import LinearDepthHead
 from .features import block_maps, resize_concat
 from .linear import LinearSegHead
 
-__all__ = ['block_maps', 'resize_concat', 'LinearSegHead']
+__all__ = ['block_maps', 'resize_concat', 'LinearSegHead', 'DepthHead', 'gt_depth_batch',
+           'load_head_checkpoint', 'DPTDepthHead', 'LinearDepthHead']
