@@ -4,9 +4,13 @@
         --backbone dinov2_vits14_pretrain.pth --head dinov2_vits14_ade20k_linear_head.pth \
         --out checkpoints/dinov2_vits14_ade20k_linear.pth
 
+    python tools/convert_checkpoint.py configs/depth/depth_anything_v2_vits_relative.py \
+        --depth-anything depth_anything_v2_vits.pth --out checkpoints/dav2_vits_relative.pth
+
 The backbone weights may be any format ``create_backbone`` reads (official hub, Hugging Face,
 timm, training checkpoints); the head must be an mmseg-style file with ``decode_head.*`` keys
-(DINOv2's released heads). The output holds the full model state dict and ``meta.dataset_meta``
+(DINOv2's released segmentation and depth heads). ``--depth-anything`` takes a whole
+Depth-Anything-V2 model instead (official ``.pth`` or a Hugging Face directory). The output holds the full model state dict and ``meta.dataset_meta``
 (class names and palette of the config's dataset), so class names are never guessed later.
 """
 import argparse
@@ -23,7 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config whose model the weights belong to')
     parser.add_argument('--backbone', help='backbone weights (default: the config\'s '
                         'model.backbone.checkpoint)')
-    parser.add_argument('--head', required=True, help='head weights (decode_head.* keys)')
+    parser.add_argument('--head', help='head weights (decode_head.* keys)')
+    parser.add_argument('--depth-anything', help='a whole Depth-Anything-V2 model (official .pth '
+                        'or Hugging Face directory) instead of --backbone/--head')
     parser.add_argument('--out', required=True, help='output .pth')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
     return parser.parse_args(argv)
@@ -34,17 +40,29 @@ def main(args: argparse.Namespace) -> None:
     import densedino  # noqa: F401
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    from densedino.apis import resolve_dataset_meta
+    from densedino.apis import model_dataset_meta
+    from densedino.models.depth_anything import load_depth_anything_v2
     from densedino.models.heads.checkpoint import load_head_checkpoint
     from densedino.registry import MODELS
+    if bool(args.head) == bool(args.depth_anything):
+        raise ValueError('give either --head (with the config\'s or --backbone\'s backbone) or '
+                         '--depth-anything')
+    if args.depth_anything and args.backbone:
+        raise ValueError('--depth-anything holds the backbone too: drop --backbone')
     cfg = Config.fromfile(args.config)
     init_default_scope(cfg.get('default_scope', 'densedino'))
     if args.backbone:
         cfg.model.backbone.checkpoint = args.backbone
-    model = MODELS.build(cfg.model)
-    load_head_checkpoint(model, args.head)
-    meta = dict(dataset_meta=resolve_dataset_meta(cfg),
-                converted_from=dict(backbone=cfg.model.backbone.checkpoint, head=args.head))
+    if args.depth_anything:
+        cfg.model.backbone.checkpoint = None
+        model = MODELS.build(cfg.model)
+        load_depth_anything_v2(model, args.depth_anything)
+        sources = dict(depth_anything=args.depth_anything)
+    else:
+        model = MODELS.build(cfg.model)
+        load_head_checkpoint(model, args.head)
+        sources = dict(backbone=cfg.model.backbone.checkpoint, head=args.head)
+    meta = dict(dataset_meta=model_dataset_meta(model, cfg), converted_from=sources)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     torch.save(dict(state_dict=model.state_dict(), meta=meta), args.out)
     print(f'wrote {args.out} ({len(meta["dataset_meta"]["classes"])} classes)')

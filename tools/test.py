@@ -14,7 +14,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (evaluate) a densedino model')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--out', help='directory to write predictions into (label PNGs)')
+    parser.add_argument('--out', help='directory to write predictions into (label PNGs; depth: '
+                        'uint16 PNGs of metres x 256, the KITTI format)')
     parser.add_argument('--show-dir', help='directory to write visualised predictions into')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation '
                         '(the config\'s tta_pipeline: scales and flips)')
@@ -33,7 +34,8 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
         cfg.visualizer.save_dir = args.show_dir
     if args.out:
         cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
+        if cfg.test_evaluator.get('type') != 'DenseDepthMetric':
+            cfg.test_evaluator['keep_results'] = True
     if args.tta:
         if 'tta_pipeline' not in cfg:
             raise ValueError(f'{args.config} defines no tta_pipeline')

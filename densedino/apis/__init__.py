@@ -1,6 +1,6 @@
-"""High-level inference: build a trained segmentor and run it on images."""
+"""High-level inference: build a trained segmentor or depth model and run it on images."""
 from .inference import (InferenceError, InferencePipeline, inference_model, init_model,
-                        resolve_dataset_meta)
+                        model_dataset_meta, resolve_dataset_meta)
 
 __all__ = ['InferenceError', 'InferencePipeline', 'inference_model', 'init_model',
-           'resolve_dataset_meta']
+           'model_dataset_meta', 'resolve_dataset_meta']

@@ -78,7 +78,7 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[Union[str,
         model = MODELS.build(cfg.model)
         if ckpt is not None:
             _load_weights(model, _state_dict_of(ckpt, checkpoint), checkpoint, cfg)
-        model.dataset_meta = _model_meta(model, cfg, ckpt, checkpoint)
+        model.dataset_meta = model_dataset_meta(model, cfg, ckpt, checkpoint)
     _check_num_classes(model, checkpoint)
     model.cfg = cfg
     return model.to(device).eval()
@@ -190,8 +190,8 @@ def resolve_dataset_meta(cfg: Config, checkpoint: Optional[dict] = None,
     return _complete_meta(meta)
 
 
-def _model_meta(model: BaseSegmentor, cfg: Config, ckpt: Optional[dict],
-                checkpoint: Optional[str]) -> dict:
+def model_dataset_meta(model: BaseSegmentor, cfg: Config, ckpt: Optional[dict] = None,
+                       checkpoint: Optional[str] = None) -> dict:
     """``resolve_dataset_meta``; depth models without class names get the single class 'depth'."""
     from ..models.heads import DepthHead
     try:

@@ -7,6 +7,7 @@ from .depth import (
     KITTIEigenDepthDataset,
     NYUDepthDataset,
     NYUFolderDepthDataset,
+    SyntheticDepthDataset,
 )
 from .depth_transforms import (
     DepthColorJitter,
@@ -43,6 +44,6 @@ __all__ = [
     'KBCrop', 'KITTIEigenDepthDataset', 'LoadAnnotations', 'LoadDepthAnnotation', 'NYUCrop',
     'NYUDepthDataset', 'NYUFolderDepthDataset', 'PascalVOCDataset', 'RandomDepthRotate',
     'ResizeToMultiple', 'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample',
-    'SyntheticSegDataset',
+    'SyntheticSegDataset', 'SyntheticDepthDataset',
     'ensure_synthetic_ade20k', 'write_ade20k', 'write_kitti', 'write_nyu',
 ]

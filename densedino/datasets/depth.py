@@ -276,3 +276,35 @@ class NYUFolderDepthDataset(DepthFolderDataset):
 
 __all__ = ['KITTI_DEPTH_SCALE', 'NYU_DEPTH_SCALE', 'NYU_FOCAL', 'DepthFolderDataset', 'KITTIEigenDepthDataset',
            'NYUDepthDataset', 'NYUFolderDepthDataset']
+
+
+@DATASETS.register_module()
+class SyntheticDepthDataset(NYUDepthDataset):
+    """The embedded procedural scenes in NYU split-file layout, generated on first use.
+
+    Images are ``SceneConfig().image_size`` (240 x 320) with metric depth in millimetres, so the
+    NYU pipelines work without the fixed 480 x 640 crops.
+
+    Args:
+        data_root: Folder holding (or receiving) the ``nyu`` scene folders and split files.
+        split: 'train' or 'test'.
+        num_train: Training scenes to generate if the folder is absent.
+        num_test: Test scenes to generate if the folder is absent.
+        seed: Generator seed.
+        scene: ``SceneConfig`` options.
+        **kwargs: ``BaseSegDataset`` options (pipeline, ...).
+    """
+
+    def __init__(self, data_root: str = 'data/synthetic', *, split: str = 'train',
+                 num_train: int = 400, num_test: int = 100, seed: int = 0,
+                 scene: dict | None = None, **kwargs) -> None:
+        from .seg import ensure_generated
+        from .synthetic import SceneConfig, write_nyu
+        if split not in ('train', 'test'):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        nyu_root = ensure_generated(
+            osp.join(data_root, 'nyu'),
+            lambda tmp: write_nyu(tmp, num_train=num_train, num_test=num_test,
+                                  config=SceneConfig(**(scene or {})), seed=seed, progress=True),
+            f'{num_train} + {num_test} synthetic depth scenes')
+        super().__init__(data_root=nyu_root, split_file=f'nyu_{split}.txt', **kwargs)

@@ -35,6 +35,11 @@ class DenseDepthMetric(BaseMetric):
         metrics: names to report, a subset of ``DEPTH_METRIC_KEYS``; None reports all.
         collect_device: 'cpu' or 'gpu', where results are gathered across ranks.
         prefix: prefix of the reported keys, e.g. 'nyu' gives 'nyu/d1'.
+        output_dir: also write each prediction as a uint16 PNG ``round(depth * output_scale)``
+            named after its image (``tools/test.py --out``). Images without ground truth are
+            written too.
+        output_scale: PNG value per metre; 256 is KITTI's benchmark format (4 mm steps up to
+            256 m), 1000 NYU's millimetres (up to 65 m).
     """
 
     # '' (not None): keys stay unprefixed like mmseg's metrics, without BaseMetric's warning
@@ -42,8 +47,12 @@ class DenseDepthMetric(BaseMetric):
 
     def __init__(self, *, min_depth: float, max_depth: float, crop: str | None = None,
                  metrics: str | Sequence[str] | None = None,
-                 collect_device: str = 'cpu', prefix: str | None = None) -> None:
+                 collect_device: str = 'cpu', prefix: str | None = None,
+                 output_dir: str | None = None, output_scale: float = 256.0) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if not output_scale > 0:
+            raise ValueError(f'DenseDepthMetric output_scale must be > 0, got {output_scale}')
+        self.output_dir, self.output_scale = output_dir, float(output_scale)
         check_depth_range(min_depth, max_depth)
         check_crop(crop)
         self.min_depth, self.max_depth, self.crop = float(min_depth), float(max_depth), crop
@@ -75,6 +84,8 @@ class DenseDepthMetric(BaseMetric):
         """
         for sample in data_samples:
             pred = _depth_map(sample, 'pred_depth_map')
+            if self.output_dir:
+                self._write(sample, pred)
             gt = _depth_map(sample, 'gt_depth_map')
             try:
                 scores = depth_metrics(pred, gt, min_depth=self.min_depth,
@@ -83,6 +94,20 @@ class DenseDepthMetric(BaseMetric):
                 raise ValueError(f'{_image_name(sample)}: {err}') from None
             self.results.append({**{k: scores[k] for k in self.metrics},
                                  'n_valid': scores['n_valid']})
+
+    def _write(self, sample: Mapping, pred: Any) -> None:
+        import os
+
+        import cv2
+        import numpy as np
+        depth = pred.detach().float().cpu().numpy() if hasattr(pred, 'detach') else pred
+        depth = np.asarray(depth, dtype=np.float64).reshape(np.shape(depth)[-2:])
+        png = np.clip(np.round(depth * self.output_scale), 0, 65535).astype(np.uint16)
+        stem = os.path.splitext(os.path.basename(_image_name(sample)))[0]
+        os.makedirs(self.output_dir, exist_ok=True)
+        path = os.path.join(self.output_dir, stem + '.png')
+        if not cv2.imwrite(path, png):
+            raise OSError(f'cannot write prediction {path}')
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """Mean of each metric over the images with at least one valid pixel.

@@ -1,0 +1,14 @@
+# DINOv2 ViT-S/14, DPT depth head on blocks [2, 5, 8, 11] (class token read out), KITTI.
+# Target (DINOv2 paper, REFERENCE section 6): RMSE 2.34 (ViT-B 2.23, L 2.14, g 2.11).
+# Released head: dinov2_vits14_kitti_dpt_head.pth.
+_base_ = [
+    '../_base_/models/dino_dpt_depth.py', '../_base_/datasets/kitti.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/depth_38k.py'
+]
+model = dict(
+    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
+                  out_indices='four_even'),
+    decode_head=dict(embed_dims=384, post_process_channels=[48, 96, 192, 384],
+                     min_depth=1e-3, max_depth=80.0))
+# tools/test.py --show-dir: image | ground truth | prediction | colour bar in metres.
+visualizer = dict(type='DepthLocalVisualizer')

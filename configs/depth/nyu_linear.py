@@ -1,0 +1,14 @@
+# DINOv2 ViT-S/14, linear depth head on the last block (+ class token), NYU-Depth-v2.
+# Target (DINOv2 paper, REFERENCE section 6): RMSE 0.449 (ViT-B 0.399, L 0.384, g 0.344).
+# Released head: dinov2_vits14_nyu_linear_head.pth (load with tools/convert_checkpoint.py or
+# densedino.models.heads.load_head_checkpoint); backbone: dinov2_vits14_pretrain.pth.
+_base_ = [
+    '../_base_/models/dino_linear_depth.py', '../_base_/datasets/nyu.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/depth_38k.py'
+]
+model = dict(
+    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
+                  out_indices='last'),
+    decode_head=dict(in_channels=[384], min_depth=1e-3, max_depth=10.0))
+# tools/test.py --show-dir: image | ground truth | prediction | colour bar in metres.
+visualizer = dict(type='DepthLocalVisualizer')

@@ -1,0 +1,13 @@
+# DINOv2 ViT-S/14, linear depth head on four blocks [2, 5, 8, 11] (+ class tokens), NYU.
+# Target (DINOv2 paper, REFERENCE section 6): RMSE 0.417 (ViT-B 0.362, L 0.333, g 0.298).
+# Released head: dinov2_vits14_nyu_linear4_head.pth.
+_base_ = [
+    '../_base_/models/dino_linear_depth.py', '../_base_/datasets/nyu.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/depth_38k.py'
+]
+model = dict(
+    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
+                  out_indices='four_even'),
+    decode_head=dict(in_channels=[384] * 4, min_depth=1e-3, max_depth=10.0))
+# tools/test.py --show-dir: image | ground truth | prediction | colour bar in metres.
+visualizer = dict(type='DepthLocalVisualizer')
