@@ -286,3 +286,20 @@ def test_config_options_are_checked():
     with DefaultScope.overwrite_default_scope('densedino'), \
             pytest.raises(ValueError, match="test_cfg.mode must be one of"):
         MODELS.build(cfg.model)
+
+
+def test_depth_baseline_tool(nyu_root, tmp_path, capsys):
+    """tools/depth_baseline.py: mean-constant scores equal a direct computation."""
+    import tools.depth_baseline as baseline
+    cfg = tiny_depth_cfg('configs/depth/nyu_linear.py', nyu_root, tmp_path)
+    config_file = str(tmp_path / 'tiny.py')
+    cfg.dump(config_file)
+    baseline.main(baseline.parse_args([config_file]))
+    printed = capsys.readouterr().out
+    read = lambda rel: cv2.imread(osp.join(nyu_root, rel), cv2.IMREAD_UNCHANGED) / 1000.0  # noqa: E731
+    split = lambda name: [line.split()[1] for line in open(osp.join(nyu_root, name)) if line.strip()]  # noqa: E731
+    train = np.concatenate([read(p).ravel() for p in split('nyu_train.txt')])
+    constant = train[(train > 1e-3) & (train < 10)].mean()
+    rmse = np.mean([depth_metrics(np.full_like(read(p), constant), read(p), min_depth=1e-3,
+                                  max_depth=10.0)['rmse'] for p in split('nyu_test.txt')])
+    assert f'constant mean {constant:.3f} m: rmse {rmse:.4f}' in printed

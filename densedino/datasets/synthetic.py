@@ -715,7 +715,7 @@ def _dominant_class(seg: np.ndarray) -> int:
 
 # ----------------------------------------------------------------------------- writers
 
-def _progress(items: Iterable, total: int, enabled: bool, desc: str) -> Iterator:
+def progress_iter(items: Iterable, total: int, enabled: bool, desc: str) -> Iterator:
     """Iterate with a tqdm bar if asked and available, else with a log line every 10%."""
     if not enabled:
         yield from items
@@ -760,7 +760,7 @@ def _write_lines(path: str, lines: list[str]) -> None:
 def _samples(gen: SceneGenerator, start: int, count: int, progress: bool,
              desc: str) -> Iterator[tuple[int, SceneSample]]:
     indices = range(start, start + count)
-    return _progress(((i - start, gen.sample(i)) for i in indices), count, progress, desc)
+    return progress_iter(((i - start, gen.sample(i)) for i in indices), count, progress, desc)
 
 
 def write_ade20k(root: str | os.PathLike, *, num_train: int, num_val: int,

@@ -1,0 +1,75 @@
+"""Score the best constant-depth prediction on a depth config's test set: the floor any model
+must clear.
+
+    python tools/depth_baseline.py configs/depth/synthetic_linear.py
+
+The constant is the mean of the valid training depths (the constant that minimises the pooled
+squared error) and, as a second row, their median; each is scored per image with the config's
+test evaluator settings (range, crop) and averaged over the images, as the model is.
+"""
+import argparse
+import os.path as osp
+import sys
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tools._cli import run_cli  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Constant-depth baseline of a depth config')
+    parser.add_argument('config', help='depth config (its train and test datasets are read)')
+    parser.add_argument('--max-train', type=int, default=0,
+                        help='use at most N training images for the constant (0: all)')
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks')
+    return parser.parse_args(argv)
+
+
+def _depth_maps(dataset_cfg, limit: int = 0):
+    """Yield each sample's ground-truth depth (metres) by loading only the annotation."""
+    from mmengine.registry import DefaultScope
+
+    from densedino.datasets.synthetic import progress_iter
+    from densedino.registry import DATASETS, TRANSFORMS
+    cfg = dict(dataset_cfg, pipeline=[])
+    with DefaultScope.overwrite_default_scope('densedino'):
+        dataset = DATASETS.build(cfg)
+        load = TRANSFORMS.build(dict(type='LoadDepthAnnotation'))
+    count = len(dataset) if not limit else min(limit, len(dataset))
+    for i in progress_iter(range(count), count, True, cfg['type']):
+        info = dataset.get_data_info(i)
+        if info.get('depth_map_path') is None:
+            continue
+        yield load(dict(info, seg_fields=[]))['gt_depth_map']
+
+
+def main(args: argparse.Namespace) -> None:
+    import numpy as np
+    from mmengine.config import Config
+
+    import densedino  # noqa: F401
+    from densedino.evaluation import depth_metrics
+    cfg = Config.fromfile(args.config)
+    evaluator = cfg.test_evaluator
+    if evaluator.get('type') != 'DenseDepthMetric':
+        raise ValueError(f'{args.config}: test_evaluator is {evaluator.get("type")}, not '
+                         'DenseDepthMetric')
+    lo, hi, crop = evaluator.min_depth, evaluator.max_depth, evaluator.get('crop')
+    values = [d[(d > lo) & (d < hi)] for d in _depth_maps(cfg.train_dataloader.dataset,
+                                                        args.max_train)]
+    values = np.concatenate(values)
+    if values.size == 0:
+        raise ValueError(f'{args.config}: no valid training depth in ({lo}, {hi}) m')
+    tests = list(_depth_maps(cfg.test_dataloader.dataset))
+    print(f'{len(tests)} test images, constants from {values.size} training pixels')
+    for name, constant in (('mean', float(values.mean())), ('median', float(np.median(values)))):
+        scores = [depth_metrics(np.full_like(gt, constant), gt, min_depth=lo, max_depth=hi,
+                                crop=crop) for gt in tests]
+        scores = [s for s in scores if s['n_valid'] > 0]
+        row = ', '.join(f'{k} {np.mean([s[k] for s in scores]):.4f}'
+                        for k in ('rmse', 'abs_rel', 'd1', 'silog'))
+        print(f'constant {name} {constant:.3f} m: {row}')
+
+
+if __name__ == '__main__':
+    a = parse_args()
+    run_cli(main, a)
