@@ -10,6 +10,7 @@ drawn in the corner. The colour range is fixed (--vmin/--vmax) or follows the de
 frames (exponentially smoothed, --smooth). bf16 runs where the hardware has fast bf16 (GPUs, CPUs
 with AMX / AVX512-BF16; --precision auto), fp32 elsewhere. Without a display, or with --no-show,
 it runs headless; --out writes an .mp4 (or .avi) of the panels. It prints the frame rate reached.
+Flip averaging (the evaluation protocol) is off unless --flip: it halves the frame rate.
 """
 import argparse
 import contextlib
@@ -50,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--smooth', type=float, default=0.9,
                         help='smoothing of the automatic colour range, 0..1 (default: %(default)s)')
     parser.add_argument('--cmap', default='turbo', help='matplotlib colour map (default: turbo)')
+    parser.add_argument('--flip', action='store_true',
+                        help='average with the mirrored frame (the evaluation protocol; half the '
+                        'frame rate)')
     parser.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0: all)')
     parser.add_argument('--fps', type=float, default=0.0,
                         help='frame rate of the written video (default: the source\'s, else 10)')
@@ -124,10 +128,12 @@ class DepthRunner:
         checkpoint: Trained checkpoint, or None.
         device: torch device name.
         precision: 'auto', 'bf16' or 'fp32'.
+        flip: Average with the mirrored frame (the configs' evaluation setting); off by default
+            for live use, where it halves the frame rate.
     """
 
     def __init__(self, config: str, checkpoint: Optional[str], device: str,
-                 precision: str = 'auto') -> None:
+                 precision: str = 'auto', flip: bool = False) -> None:
         import torch
 
         from densedino.apis import InferencePipeline, init_model
@@ -140,6 +146,7 @@ class DepthRunner:
             raise ValueError(f'{config} is not a depth model (its decode_head is '
                              f'{type(head).__name__}, not a depth head)')
         self.relative = head.relative
+        self.model.test_cfg.flip = flip
         self.pipeline = InferencePipeline(self.model.cfg)
         self.device = torch.device(device)
         if precision == 'auto':
@@ -199,7 +206,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.show and not show:
         print('no display available: running headless', file=sys.stderr)
     source = FrameSource(args.source)
-    runner = DepthRunner(args.config, args.checkpoint, device, args.precision)
+    runner = DepthRunner(args.config, args.checkpoint, device, args.precision, args.flip)
     if args.checkpoint is None:
         print('no --checkpoint: the head is untrained, the depth is meaningless', file=sys.stderr)
     smoother = RangeSmoother(momentum=args.smooth)
@@ -223,8 +230,10 @@ def run(args: argparse.Namespace) -> dict:
             bgr = np.ascontiguousarray(panel[..., ::-1])
             if args.out:
                 if writer is None:
-                    writer = open_writer(args.out, args.fps or source.fps or 10.0,
-                                         (bgr.shape[1], bgr.shape[0]))
+                    size = (bgr.shape[1], bgr.shape[0])
+                    writer = open_writer(args.out, args.fps or source.fps or 10.0, size)
+                if (bgr.shape[1], bgr.shape[0]) != size:  # frames of another size: fit them
+                    bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
                 writer.write(bgr)
             frames += 1
             if show:

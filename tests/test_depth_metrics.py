@@ -255,8 +255,8 @@ def test_metric_subset_prefix_and_validation():
 def test_metric_errors_name_the_image():
     metric = _build()
     sample = _sample(PERFECT, PERFECT, 'scene/rgb_00001.jpg')
-    del sample['gt_depth_map']
-    with pytest.raises(KeyError, match=r'scene/rgb_00001\.jpg.*gt_depth_map'):
+    del sample['pred_depth_map']  # (a missing gt_depth_map is a skipped image, tested below)
+    with pytest.raises(KeyError, match=r'scene/rgb_00001\.jpg.*pred_depth_map'):
         metric.process({}, [sample])
     with pytest.raises(ValueError, match=r'bad\.png.*\(1, 2, 2\).*\(1, 2, 3\)'):
         metric.process({}, [_sample(PRED_B, PERFECT, 'bad.png')])
@@ -269,3 +269,25 @@ def test_through_mmengine_evaluator():
     evaluator.process(data_samples=[_sample(*SAMPLES[2], as_dict=False)])
     result = evaluator.evaluate(3)
     assert result == pytest.approx({k: PER_IMAGE_MEAN[k] for k in ('d1', 'abs_rel')})
+
+
+def test_metric_skips_samples_without_ground_truth_and_writes_them(tmp_path):
+    """KITTI lines without GT (skip_missing_gt=False): prediction written, no metrics, no crash."""
+    import cv2
+    import torch
+
+    from densedino.evaluation import DenseDepthMetric
+    metric = DenseDepthMetric(min_depth=1e-3, max_depth=80.0, output_dir=str(tmp_path / 'out'),
+                              data_root=str(tmp_path))
+    pred = torch.full((1, 4, 6), 2.0)
+    gt = torch.full((1, 4, 6), 1.0)
+    metric.process(None, [
+        dict(img_path=str(tmp_path / 'a/drive1/0001.png'), pred_depth_map=dict(data=pred),
+             gt_depth_map=dict(data=gt)),
+        dict(img_path=str(tmp_path / 'a/drive2/0001.png'), pred_depth_map=dict(data=pred)),
+    ])
+    result = metric.compute_metrics(metric.results)
+    assert result['abs_rel'] == 1.0  # only the image with ground truth is scored
+    for drive in ('drive1', 'drive2'):  # same frame name in two drives: both kept
+        png = cv2.imread(str(tmp_path / 'out/a' / drive / '0001.png'), cv2.IMREAD_UNCHANGED)
+        assert png.dtype.name == 'uint16' and (png == 512).all()

@@ -106,8 +106,9 @@ def test_cli_test_writes_predictions_matching_the_reported_metrics(nyu_root, tmp
     per_image = []
     for line in filter(None, lines):
         rgb, depth, _ = line.split()
-        stem = osp.splitext(osp.basename(rgb))[0]
-        pred = cv2.imread(str(out / f'{stem}.png'), cv2.IMREAD_UNCHANGED).astype(np.float64) / 256
+        # written at the image's path under the data root (KITTI frame names repeat)
+        png = str(out / (osp.splitext(rgb)[0] + '.png'))
+        pred = cv2.imread(png, cv2.IMREAD_UNCHANGED).astype(np.float64) / 256
         gt = cv2.imread(osp.join(nyu_root, depth), cv2.IMREAD_UNCHANGED).astype(np.float64) / 1000
         assert pred.shape == gt.shape
         per_image.append(depth_metrics(pred, gt, min_depth=1e-3, max_depth=10.0))
@@ -129,6 +130,28 @@ def test_kitti_eval_skips_lines_without_ground_truth(kitti_root, tmp_path):
     assert len(runner.test_dataloader.dataset) == 2  # 3 lines, one without GT
     assert np.isfinite(metrics['rmse']) and metrics['rmse'] > 0
     assert runner.cfg.test_evaluator.crop == 'kitti_garg'
+
+
+def test_kitti_kb_crop_at_full_size(tmp_path):
+    """375 x 1242 frames through the real KITTI pipelines: KB crop in training and test, the
+    predictions come back at the cropped ground truth's size, panels cut the same box."""
+    root = write_kitti_split(str(tmp_path / 'data'), num_train=1, num_test=2, size=(375, 1242),
+                             no_gt_lines=0)
+    cfg = tiny_depth_cfg('configs/depth/kitti_linear.py', root, tmp_path / 'work', iters=1)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].batch_size = 1
+        pipeline = Config.fromfile(osp.join(REPO, 'configs/_base_/datasets/kitti.py'))[
+            'train_pipeline' if loader == 'train_dataloader' else 'test_pipeline']
+        cfg[loader].dataset.pipeline = [t for t in pipeline if t['type'] != 'RandomCrop']
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    assert np.isfinite(metrics['rmse'])
+    batch = next(iter(runner.test_dataloader))
+    with torch.no_grad():
+        sample = runner.model.test_step(batch)[0]
+    assert sample.pred_depth_map.data.shape == sample.gt_depth_map.data.shape == (1, 352, 1216)
+    assert sample.metainfo['crop_box'] == (23, 375, 13, 1229)
 
 
 def test_short_training_beats_the_best_constant_depth(tmp_path):
@@ -245,10 +268,15 @@ def test_webcam_demo_fixed_range_on_an_image_folder(trained_depth, tmp_path):
     folder.mkdir()
     for i, f in enumerate(_frames(count=3)):
         cv2.imwrite(str(folder / f'{i:03d}.png'), f)
+    cv2.imwrite(str(folder / '999.png'), _frames(count=1, size=(60, 90))[0])  # another size
     (folder / 'broken.png').write_bytes(b'not a png')
+    out = str(tmp_path / 'folder.avi')
     stats = demo.run(_demo_args(source=str(folder), config=config, checkpoint=ckpt,
-                                vmin=0.5, vmax=8.0, show=False, max_frames=2))
-    assert stats['frames'] == 2
+                                vmin=0.5, vmax=8.0, show=False, out=out))
+    assert stats['frames'] == 4  # the broken file is skipped
+    cap = cv2.VideoCapture(out)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4  # the odd-sized frame is fitted, not lost
+    cap.release()
 
 
 def test_webcam_demo_errors(trained_depth, tmp_path):

@@ -70,9 +70,13 @@ def test_fp32_compute_linear_is_bf16_gemm_with_fp32_accumulation():
     torch.testing.assert_close(out.float(), ref.float(), atol=0, rtol=2 ** -7)
 
 
-def test_matmul_mode_validation():
+def test_matmul_mode_validation(monkeypatch):
     assert bf16_matmul_mode() in ('native', 'fp32')
-    assert bf16_matmul_mode('cuda') == 'native'
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda index=None: (8, 0))
+    assert bf16_matmul_mode('cuda:0') == 'native'  # Ampere on: bf16 tensor cores
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda index=None: (7, 5))
+    assert bf16_matmul_mode('cuda:0') == 'fp32'  # Turing: bf16 would be emulated
     with pytest.raises(ValueError, match='matmul'):
         to_bf16(torch.nn.Linear(2, 2), matmul='fast')
 

@@ -5,7 +5,9 @@ must clear.
 
 The constant is the mean of the valid training depths (the constant that minimises the pooled
 squared error) and, as a second row, their median; each is scored per image with the config's
-test evaluator settings (range, crop) and averaged over the images, as the model is.
+test evaluator settings (range, crop) and averaged over the images, as the model is. The
+pipelines' fixed crops (KITTI's KB crop, NYU's border crop) are applied first, so the pixels
+scored are the ones the model is scored on.
 """
 import argparse
 import os.path as osp
@@ -24,18 +26,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+FIXED_CROPS = ('KBCrop', 'NYUCrop')
+
+
 def _depth_maps(dataset_cfg, limit: int = 0):
-    """Yield each sample's ground-truth depth (metres) by loading only the annotation."""
+    """Yield each sample's ground-truth depth (metres), after the pipeline's fixed crops."""
+    from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
 
     from densedino.datasets.synthetic import progress_iter
     from densedino.registry import DATASETS, TRANSFORMS
-    cfg = dict(dataset_cfg, pipeline=[])
+    crops = [t for t in dataset_cfg.get('pipeline', []) if t['type'] in FIXED_CROPS]
+    steps = ([dict(type='LoadImageFromFile')] if crops else []) + \
+        [dict(type='LoadDepthAnnotation')] + crops
     with DefaultScope.overwrite_default_scope('densedino'):
-        dataset = DATASETS.build(cfg)
-        load = TRANSFORMS.build(dict(type='LoadDepthAnnotation'))
+        dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
+        load = Compose([TRANSFORMS.build(t) for t in steps])
     count = len(dataset) if not limit else min(limit, len(dataset))
-    for i in progress_iter(range(count), count, True, cfg['type']):
+    for i in progress_iter(range(count), count, True, dataset_cfg['type']):
         info = dataset.get_data_info(i)
         if info.get('depth_map_path') is None:
             continue

@@ -15,7 +15,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='directory to write predictions into (label PNGs; depth: '
-                        'uint16 PNGs of metres x 256, the KITTI format)')
+                        'uint16 PNGs of metres x 256, the KITTI format, at the image\'s path '
+                        'under the data root)')
     parser.add_argument('--show-dir', help='directory to write visualised predictions into')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation '
                         '(the config\'s tta_pipeline: scales and flips)')
@@ -34,7 +35,9 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
         cfg.visualizer.save_dir = args.show_dir
     if args.out:
         cfg.test_evaluator['output_dir'] = args.out
-        if cfg.test_evaluator.get('type') != 'DenseDepthMetric':
+        if cfg.test_evaluator.get('type') == 'DenseDepthMetric':
+            cfg.test_evaluator['data_root'] = cfg.test_dataloader.dataset.get('data_root')
+        else:
             cfg.test_evaluator['keep_results'] = True
     if args.tta:
         if 'tta_pipeline' not in cfg:

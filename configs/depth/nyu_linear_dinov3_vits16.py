@@ -3,7 +3,7 @@
 # betas (0.9, 0.99), wd 1e-4, clip 35; flip-averaged full-image evaluation (REFERENCE section 4).
 # Target (DINOv3 model card, REFERENCE section 6): RMSE 0.403 (S+ 0.399, B 0.373, L 0.352,
 # 7B 0.309). DINOv3's head is BatchNorm -> 1x1 conv on the token grid (no x4 feature
-# upsampling; the bin logits are resized); its file calls the norm batchnorm_layer where
+# upsampling; the depth map is resized); its file calls the norm batchnorm_layer where
 # densedino says bn.
 _base_ = [
     '../_base_/models/dino_linear_depth.py', '../_base_/datasets/nyu.py',

@@ -50,7 +50,11 @@ def _seg_keys(results: dict) -> list[str]:
 
 
 def _crop(results: dict, box: tuple[int, int, int, int], name: str) -> dict:
-    """Crop ``img`` and every seg field to rows ``box[0]:box[1]``, cols ``box[2]:box[3]``."""
+    """Crop ``img`` and every seg field to rows ``box[0]:box[1]``, cols ``box[2]:box[3]``.
+
+    Sets ``ori_shape`` to the cropped size (so the model returns predictions at the ground
+    truth's cropped size) and ``crop_box`` to the box. Load the depth before cropping.
+    """
     y1, y2, x1, x2 = box
     shape = results['img'].shape[:2]
     for key in _seg_keys(results):
@@ -60,6 +64,10 @@ def _crop(results: dict, box: tuple[int, int, int, int], name: str) -> dict:
         results[key] = results[key][y1:y2, x1:x2].copy()
     results['img'] = results['img'][y1:y2, x1:x2].copy()
     results['img_shape'] = results['img'].shape[:2]
+    # The crop defines the frame predictions are returned and scored in (the ground truth is
+    # cropped too), and drawings cut the same box out of the image file.
+    results['ori_shape'] = results['img'].shape[:2]
+    results['crop_box'] = (int(y1), int(y2), int(x1), int(x2))
     return results
 
 

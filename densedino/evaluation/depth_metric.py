@@ -36,8 +36,10 @@ class DenseDepthMetric(BaseMetric):
         collect_device: 'cpu' or 'gpu', where results are gathered across ranks.
         prefix: prefix of the reported keys, e.g. 'nyu' gives 'nyu/d1'.
         output_dir: also write each prediction as a uint16 PNG ``round(depth * output_scale)``
-            named after its image (``tools/test.py --out``). Images without ground truth are
-            written too.
+            (``tools/test.py --out``), at the image's path relative to ``data_root`` (KITTI's
+            frame names repeat across drives), or named after the image when it is not under
+            ``data_root``. Images without ground truth are written too.
+        data_root: the dataset's root, for the output paths.
         output_scale: PNG value per metre; 256 is KITTI's benchmark format (4 mm steps up to
             256 m), 1000 NYU's millimetres (up to 65 m).
     """
@@ -48,11 +50,13 @@ class DenseDepthMetric(BaseMetric):
     def __init__(self, *, min_depth: float, max_depth: float, crop: str | None = None,
                  metrics: str | Sequence[str] | None = None,
                  collect_device: str = 'cpu', prefix: str | None = None,
-                 output_dir: str | None = None, output_scale: float = 256.0) -> None:
+                 output_dir: str | None = None, output_scale: float = 256.0,
+                 data_root: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not output_scale > 0:
             raise ValueError(f'DenseDepthMetric output_scale must be > 0, got {output_scale}')
         self.output_dir, self.output_scale = output_dir, float(output_scale)
+        self.data_root = data_root
         check_depth_range(min_depth, max_depth)
         check_crop(crop)
         self.min_depth, self.max_depth, self.crop = float(min_depth), float(max_depth), crop
@@ -79,13 +83,17 @@ class DenseDepthMetric(BaseMetric):
                 measurement).
 
         Raises:
-            KeyError: a sample lacks ``pred_depth_map`` or ``gt_depth_map``.
+            KeyError: a sample lacks ``pred_depth_map``. Samples without ``gt_depth_map`` are
+            counted as skipped.
             ValueError: prediction and ground truth differ in size.
         """
         for sample in data_samples:
             pred = _depth_map(sample, 'pred_depth_map')
             if self.output_dir:
                 self._write(sample, pred)
+            if 'gt_depth_map' not in sample:  # e.g. KITTI lines without GT: predictions only
+                self.results.append({**{k: math.nan for k in self.metrics}, 'n_valid': 0})
+                continue
             gt = _depth_map(sample, 'gt_depth_map')
             try:
                 scores = depth_metrics(pred, gt, min_depth=self.min_depth,
@@ -103,9 +111,14 @@ class DenseDepthMetric(BaseMetric):
         depth = pred.detach().float().cpu().numpy() if hasattr(pred, 'detach') else pred
         depth = np.asarray(depth, dtype=np.float64).reshape(np.shape(depth)[-2:])
         png = np.clip(np.round(depth * self.output_scale), 0, 65535).astype(np.uint16)
-        stem = os.path.splitext(os.path.basename(_image_name(sample)))[0]
-        os.makedirs(self.output_dir, exist_ok=True)
-        path = os.path.join(self.output_dir, stem + '.png')
+        image = _image_name(sample)
+        rel = os.path.basename(image)
+        if self.data_root:
+            candidate = os.path.relpath(os.path.abspath(image), os.path.abspath(self.data_root))
+            if not candidate.startswith('..'):
+                rel = candidate
+        path = os.path.join(self.output_dir, os.path.splitext(rel)[0] + '.png')
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         if not cv2.imwrite(path, png):
             raise OSError(f'cannot write prediction {path}')
 

@@ -48,8 +48,13 @@ class DinoDepthEstimator(EncoderDecoder):
         mode = test_cfg.get('mode', 'whole')
         if mode not in INFERENCE_MODES:
             raise ValueError(f'test_cfg.mode must be one of {INFERENCE_MODES}, got {mode!r}')
-        if mode == 'slide' and not {'crop_size', 'stride'} <= set(test_cfg):
-            raise ValueError("test_cfg.mode='slide' needs crop_size and stride")
+        if mode == 'slide':
+            for key in ('crop_size', 'stride'):
+                value = test_cfg.get(key)
+                if not (isinstance(value, (tuple, list)) and len(value) == 2
+                        and all(isinstance(v, int) and v > 0 for v in value)):
+                    raise ValueError(f"test_cfg.mode='slide' needs {key} as (height, width) "
+                                     f'positive integers, got {value!r}')
         super().__init__(backbone=backbone, decode_head=decode_head,
                          data_preprocessor=data_preprocessor, train_cfg=train_cfg,
                          test_cfg=test_cfg, init_cfg=init_cfg, **kwargs)
@@ -80,7 +85,9 @@ class DinoDepthEstimator(EncoderDecoder):
                                                 meta.get('padding_size', [0, 0, 0, 0]))
             d = depth[i:i + 1, :, top:height - bottom, left:width - right]
             if meta.get('flip', False):
-                d = d.flip(-1 if meta.get('flip_direction', 'horizontal') == 'horizontal' else -2)
+                direction = meta.get('flip_direction', 'horizontal')
+                dims = {'horizontal': (-1,), 'vertical': (-2,), 'diagonal': (-2, -1)}[direction]
+                d = d.flip(dims)
             if tuple(d.shape[-2:]) != tuple(meta['ori_shape'][:2]):
                 d = F.interpolate(d, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
                                   align_corners=self.align_corners)

@@ -154,7 +154,7 @@ def depth_panel(image: Optional[np.ndarray], depth, *, vmin: Optional[float] = N
         relative: Disparity model (no metres on the bar).
         cmap: Colour map.
         gt: Optional (H, W) ground truth (0 = no measurement), drawn with the same range.
-        colorbar: Append the colour bar.
+        colorbar: Append the colour bar (left out for panels under 40 pixels tall).
 
     Returns:
         (H, W_total, 3) uint8 RGB.
@@ -178,7 +178,7 @@ def depth_panel(image: Optional[np.ndarray], depth, *, vmin: Optional[float] = N
         tiles.append(colorize_depth(g, vmin, vmax, relative=relative, cmap=cmap))
     tiles.append(colorize_depth(depth, vmin, vmax, relative=relative, cmap=cmap,
                                 valid=np.isfinite(depth)))
-    if colorbar:
+    if colorbar and height >= 40:
         tiles.append(draw_colorbar(height, vmin, vmax, relative=relative, cmap=cmap))
     return np.concatenate(tiles, axis=1)
 
@@ -248,6 +248,10 @@ class DepthLocalVisualizer(_seg_local_visualizer()):
         gt = (data_sample.gt_depth_map.data if draw_gt and 'gt_depth_map' in data_sample
               else None)
         pred = data_sample.pred_depth_map.data
+        box = data_sample.metainfo.get('crop_box')
+        if box is not None and image.shape[:2] != tuple(pred.shape[-2:]):
+            y1, y2, x1, x2 = box  # the test pipeline cropped (KITTI's KB crop): cut the file too
+            image = image[y1:y2, x1:x2]
         drawn = depth_panel(image, pred, vmin=self.vmin, vmax=self.vmax,
                             relative=self.relative, cmap=self.cmap, gt=gt)
         if show:

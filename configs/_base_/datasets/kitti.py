@@ -6,7 +6,7 @@
 dataset_type = 'KITTIEigenDepthDataset'
 data_root = 'data/kitti'
 meta_keys = ('img_path', 'depth_map_path', 'focal', 'ori_shape', 'img_shape', 'pad_shape',
-             'scale_factor', 'flip', 'flip_direction')
+             'scale_factor', 'flip', 'flip_direction', 'crop_box')
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadDepthAnnotation'),

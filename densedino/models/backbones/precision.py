@@ -11,7 +11,8 @@ runs in fp32 inside the model or the kernels:
 
 How the matrix products run depends on the hardware (``bf16_matmul_mode``):
 
-- ``'native'``: bf16 GEMMs (cuBLAS / oneDNN) and bf16 attention. Chosen on CUDA and on CPUs with
+- ``'native'``: bf16 GEMMs (cuBLAS / oneDNN) and bf16 attention. Chosen on CUDA GPUs of compute
+  capability 8.0 or newer (Ampere on) and on CPUs with
   bf16 dot-product instructions (AVX512-BF16 or AMX), where torch reports oneDNN bf16 support.
 - ``'fp32'``: for CPUs without them (AVX2 only, e.g. AMD Zen 3), where torch's fallback bf16 GEMM
   runs 5-100x slower than its fp32 GEMM. Each attention and FFN sub-layer upcasts its bf16 input
@@ -36,7 +37,11 @@ def bf16_matmul_mode(device: Optional[torch.device] = None) -> str:
     """'native' where bf16 GEMMs have hardware support on ``device`` (default CPU), else 'fp32'."""
     device = torch.device(device if device is not None else 'cpu')
     if device.type == 'cuda':
-        return 'native'
+        # bf16 tensor cores from Ampere (compute capability 8.0) on; older GPUs emulate it.
+        if not torch.cuda.is_available():
+            return 'native'  # nothing to ask; the device cannot run here anyway
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return 'native' if torch.cuda.get_device_capability(index) >= (8, 0) else 'fp32'
     if device.type == 'cpu' and torch.backends.mkldnn.is_available() \
             and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return 'native'
