@@ -67,19 +67,28 @@ def display_available() -> bool:
 
 def run_cli(main, args: argparse.Namespace) -> None:
     """Run ``main(args)``; user errors become one line on stderr (``--debug`` for tracebacks)."""
+    finished = False
     try:
         if args.debug:
             main(args)
         else:
             _report_errors(main, args)
+        finished = True
     finally:
-        _close_process_group()
+        _close_process_group(wait_for_peers=finished)
 
 
-def _close_process_group() -> None:
-    """Tear the process group down before exit (gloo aborts in its destructor otherwise)."""
+def _close_process_group(wait_for_peers: bool = False) -> None:
+    """Tear the process group down before exit (gloo aborts in its destructor otherwise).
+
+    After a run that finished, every rank first waits for the others (rank 0 may still be
+    writing a checkpoint): a rank that tears its group down while a peer still uses it can abort
+    the peer. After an error no rank waits, since a peer may never arrive.
+    """
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 
