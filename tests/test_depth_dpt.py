@@ -238,11 +238,16 @@ def _hf_model(kind: str):
     return _perturb(transformers.DepthAnythingForDepthEstimation(cfg))
 
 
-def _tiny_dav2_estimator(kind: str, **overrides) -> torch.nn.Module:
+def _tiny_dav2_head(kind: str) -> dict:
     head = dict(variant='depth_anything_v2', embed_dims=TINY_DIM, channels=TINY_FUSION,
-                post_process_channels=TINY_NECK, head_hidden=TINY_HEAD_HIDDEN,
+                post_process_channels=list(TINY_NECK), head_hidden=TINY_HEAD_HIDDEN,
                 align_corners=True)
     head.update(dict(relative=True) if kind == 'relative' else dict(min_depth=0.0, max_depth=20.0))
+    return head
+
+
+def _tiny_dav2_estimator(kind: str, **overrides) -> torch.nn.Module:
+    head = _tiny_dav2_head(kind)
     head.update(overrides)
     # transformers' Dinov2 resamples positions with size= (no +0.1 offset, REFERENCE 1.2).
     backbone = dict(arch_overrides=dict(embed_dim=TINY_DIM, depth=4, num_heads=2, img_size=56,
@@ -378,3 +383,29 @@ def test_depth_anything_configs_run_on_an_image(tmp_path, name, relative):
     assert isinstance(pred, PixelData) and pred.data.shape == (1, 30, 44)
     if not relative:
         assert pred.data.max() <= 20.0
+
+
+def test_convert_checkpoint_cli_takes_a_whole_depth_anything_model(hf_pair, tmp_path):
+    """tools/convert_checkpoint.py --depth-anything: one densedino checkpoint that init_model
+    loads, with the same output as loading the release directly."""
+    import tools.convert_checkpoint as convert
+    from densedino.apis import init_model
+    kind, _, hf_dir, _ = hf_pair
+    cfg = Config.fromfile(osp.join(REPO, 'configs/depth/depth_anything_v2_vits_relative.py'))
+    reference = _tiny_dav2_estimator(kind)
+    cfg.model.decode_head = dict(type='DPTDepthHead', **_tiny_dav2_head(kind))
+    cfg.model.backbone.arch_overrides = dict(embed_dim=TINY_DIM, depth=4, num_heads=2,
+                                             img_size=56, interpolate_offset=0.0)
+    config_file = str(tmp_path / 'tiny_dav2.py')
+    cfg.dump(config_file)
+    out = str(tmp_path / 'converted.pth')
+    convert.main(convert.parse_args([config_file, '--depth-anything', hf_dir, '--out', out]))
+    model = init_model(config_file, out)
+    assert model.dataset_meta['classes'] == ('depth',)
+    load_depth_anything_v2(reference, hf_dir)
+    x = torch.randn(1, 3, 56, 70)
+    with torch.no_grad():
+        assert torch.equal(model.decode_head(model.extract_feat(x)),
+                           reference.eval().decode_head(reference.extract_feat(x)))
+    with pytest.raises(ValueError, match='either --head'):
+        convert.main(convert.parse_args([config_file, '--out', out]))

@@ -10,8 +10,9 @@
 The backbone weights may be any format ``create_backbone`` reads (official hub, Hugging Face,
 timm, training checkpoints); the head must be an mmseg-style file with ``decode_head.*`` keys
 (DINOv2's released segmentation and depth heads). ``--depth-anything`` takes a whole
-Depth-Anything-V2 model instead (official ``.pth`` or a Hugging Face directory). The output holds the full model state dict and ``meta.dataset_meta``
-(class names and palette of the config's dataset), so class names are never guessed later.
+Depth-Anything-V2 model instead (official ``.pth`` or a Hugging Face directory). The output
+holds the full model state dict and ``meta.dataset_meta`` (class names and palette of the
+config's dataset; 'depth' for a depth model without one), so class names are never guessed.
 """
 import argparse
 import os
