@@ -8,10 +8,10 @@ import logging
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import nn
 
+from ...ops import center_pad
 from ...registry import MODELS
 from .factory import create_backbone
 
@@ -53,15 +53,6 @@ def resolve_out_indices(spec: Union[str, int, Sequence[int]], depth: int) -> Lis
     if bad or not idx:
         raise ValueError(f'out_indices {idx} out of range for {depth} blocks')
     return [i % depth for i in idx]
-
-
-def center_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Zero-pad H and W up to ``multiple``: floor(pad / 2) top/left, the rest bottom/right."""
-    H, W = x.shape[-2:]
-    ph, pw = -H % multiple, -W % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
 
 
 @MODELS.register_module()

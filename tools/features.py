@@ -1,0 +1,285 @@
+"""Figures of what a DINO backbone sees: joint PCA colours, CLS attention, query similarity.
+
+    python tools/features.py pca IMAGES... --backbone NAME [--checkpoint PATH] [--layer N]
+        [--size S] [--fg-threshold T] [--sign border|majority] [--colour sigmoid|minmax]
+        [--out pca.png]
+    python tools/features.py attention IMAGES... --backbone NAME [--checkpoint PATH]
+        [--threshold 0.6] [--max-heads 12] [--out attention.png]
+    python tools/features.py similarity IMAGES... --backbone NAME [--query X Y] [--out sim.png]
+
+``tools/pca.py`` and ``tools/attention.py`` are the first two modes under their own names.
+One row per image; columns: input | PCA colours (| foreground), input | mean attention | heads,
+or input | similarity to the query patch of the first image. Images keep their aspect ratio:
+the short side is resized to ``--size`` and the rest padded to the patch multiple, never
+squashed; the maps are cropped back to the image. Without ``--checkpoint`` the weights are
+random and the maps mean nothing (a warning says so, and the figure title too).
+"""
+import argparse
+import logging
+import os
+import os.path as osp
+import sys
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tools._cli import run_cli  # noqa: E402
+
+MODES = ('pca', 'attention', 'similarity')
+RANDOM_WARNING = 'warning: random weights: the maps are meaningless; pass --checkpoint'
+PANEL_INCHES = 2.2
+
+
+def build_parser(mode: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of one mode, or (``mode=None``) of all modes as sub-commands."""
+    if mode is not None:
+        parser = argparse.ArgumentParser(description=_DESCRIPTIONS[mode])
+        _add_args(parser, mode)
+        return parser
+    parser = argparse.ArgumentParser(description='Feature visualisations of DINO backbones')
+    sub = parser.add_subparsers(dest='mode', required=True)
+    for m in MODES:
+        _add_args(sub.add_parser(m, help=_DESCRIPTIONS[m], description=_DESCRIPTIONS[m]), m)
+    return parser
+
+
+_DESCRIPTIONS = {
+    'pca': 'Joint PCA of patch features shown as RGB (optionally foreground only)',
+    'attention': "DINOv1-style attention maps of the class token, one per head (ViTs only)",
+    'similarity': 'Cosine similarity of every patch with a query patch of the first image',
+}
+
+
+def _add_args(parser: argparse.ArgumentParser, mode: str) -> None:
+    parser.set_defaults(mode=mode)
+    parser.add_argument('images', nargs='+', help='image files (any format OpenCV reads)')
+    parser.add_argument('--backbone', required=True,
+                        help='backbone preset, e.g. dinov2_vits14_reg (densedino.list_backbones())')
+    parser.add_argument('--checkpoint', help='backbone weights (official .pth, Hugging Face, '
+                        'timm); without it the weights are random and the maps meaningless')
+    parser.add_argument('--size', type=int, default=448,
+                        help='resize the short side to S pixels, aspect kept; 0 keeps the image '
+                        'size (default: %(default)s)')
+    parser.add_argument('--out', default=f'{mode}.png', help='figure file (default: %(default)s)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the random weights used without --checkpoint '
+                        '(default: %(default)s)')
+    parser.add_argument('--dpi', type=int, default=100,
+                        help='figure resolution; a panel is 2.2 inches high (default: %(default)s)')
+    parser.add_argument('--device', default=None, help='torch device (default: cuda if available)')
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks')
+    if mode != 'attention':
+        parser.add_argument('--layer', type=int, default=None,
+                            help='ViT block (ConvNeXt: stage 0-3) to read, negatives from the '
+                            'end (default: the last, after the final norm)')
+    if mode == 'pca':
+        parser.add_argument('--fg-threshold', type=float, default=None, metavar='T',
+                            help='separate the foreground: first component > T (in standard '
+                            'deviations), colour only it (default: colour every patch)')
+        parser.add_argument('--sign', choices=('border', 'majority'), default='border',
+                            help="which side of the first component is foreground: 'border': "
+                            "image borders are background; 'majority': the foreground is the "
+                            'smaller side (default: %(default)s)')
+        parser.add_argument('--colour', choices=('sigmoid', 'minmax'), default='sigmoid',
+                            help='sigmoid(2 x whitened projection) (DINOv3) or per-channel '
+                            'min-max (default: %(default)s)')
+    elif mode == 'attention':
+        parser.add_argument('--threshold', type=float, default=None, metavar='T',
+                            help='outline the patches holding the top T of each head\'s '
+                            'attention mass, e.g. 0.6 (DINOv1)')
+        parser.add_argument('--max-heads', type=int, default=12,
+                            help='show at most this many heads (default: %(default)s)')
+    else:
+        parser.add_argument('--query', type=float, nargs=2, metavar=('X', 'Y'), default=None,
+                            help='query pixel in the first image (default: its centre)')
+
+
+# --------------------------------------------------------------------------------- model
+
+def load_backbone(args: argparse.Namespace):
+    """The backbone on its device, with the random-weights warning where there is no checkpoint."""
+    import torch
+
+    from densedino import create_backbone
+    if args.checkpoint is None:
+        print(RANDOM_WARNING, file=sys.stderr)
+    elif not osp.isfile(args.checkpoint) and not osp.isdir(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    torch.manual_seed(args.seed)  # the random weights (no checkpoint) are reproducible
+    return create_backbone(args.backbone, checkpoint=args.checkpoint).to(device)
+
+
+def read_images(paths: Sequence[str]) -> List[np.ndarray]:
+    """All images, read before any model work so that a bad file fails fast (naming it)."""
+    from densedino.visualization import read_image
+    return [read_image(p) for p in paths]
+
+
+def _progress(items: Sequence, desc: str):
+    from densedino.datasets.synthetic import progress_iter
+    return progress_iter(items, len(items), len(items) > 1, desc)
+
+
+# --------------------------------------------------------------------------------- modes
+
+def pca_rows(args: argparse.Namespace, backbone, images: Sequence[np.ndarray]) -> List[list]:
+    """Panels per image: input | joint PCA colours (| foreground mask)."""
+    from densedino.visualization import (
+        extract_patch_features,
+        foreground_mask,
+        pca_rgb,
+        to_image_grid,
+    )
+    feats = extract_patch_features(backbone, _progress(images, 'features'), layer=args.layer,
+                                   size=args.size or None)
+    maps, valid = [f.features for f in feats], [f.valid for f in feats]
+    fg = None
+    if args.fg_threshold is not None:
+        fg = foreground_mask(maps, threshold=args.fg_threshold, sign=args.sign, valid=valid)
+    colours = pca_rgb(maps, fg, valid=valid, mode=args.colour)
+    rows = []
+    for i, f in enumerate(feats):
+        row = [_panel(f.image, 'input'),
+               _panel(to_image_grid(colours[i], f.box, f.stride), f'PCA ({args.colour})')]
+        if fg is not None:
+            mask = to_image_grid(fg[i], f.box, f.stride)
+            row.append(_panel(f.image * mask[..., None].astype(np.uint8),
+                              f'foreground (z > {args.fg_threshold:g}, {args.sign})'))
+        rows.append(row)
+    return rows
+
+
+def attention_rows(args: argparse.Namespace, backbone,
+                   images: Sequence[np.ndarray]) -> List[list]:
+    """Panels per image: input | mean over heads | the first ``--max-heads`` heads."""
+    from densedino.visualization import cls_attention_maps, to_image_grid
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise ValueError(f'--threshold must be in (0, 1], got {args.threshold}')
+    rows = []
+    for image in _progress(images, 'attention'):
+        att = cls_attention_maps(backbone, image, threshold=args.threshold,
+                                 size=args.size or None)
+        heads = min(args.max_heads, att.maps.shape[0])
+        mean = to_image_grid(att.maps.mean(0), att.box, att.stride)
+        row = [_panel(att.image, 'input'), _panel(mean, 'mean of heads', cmap='inferno')]
+        for k in range(heads):
+            outline = None if att.masks is None else to_image_grid(att.masks[k], att.box,
+                                                                   att.stride)
+            row.append(_panel(to_image_grid(att.maps[k], att.box, att.stride), f'head {k}',
+                              cmap='inferno', outline=outline))
+        rows.append(row)
+    return rows
+
+
+def similarity_rows(args: argparse.Namespace, backbone,
+                    images: Sequence[np.ndarray]) -> List[list]:
+    """Panels per image: input | cosine similarity to the query patch of the first image."""
+    from densedino.visualization import (
+        extract_patch_features,
+        query_patch,
+        similarity_map,
+        to_image_grid,
+    )
+    feats = extract_patch_features(backbone, _progress(images, 'features'), layer=args.layer,
+                                   size=args.size or None)
+    h0, w0 = images[0].shape[:2]
+    xy = tuple(args.query) if args.query else ((w0 - 1) / 2, (h0 - 1) / 2)
+    first = feats[0]
+    rc = query_patch(xy, (h0, w0), first.box, first.stride)
+    marker = (xy[0] * first.box[3] / w0, xy[1] * first.box[2] / h0)
+    sims = [to_image_grid(similarity_map(first.features, rc, f.features), f.box, f.stride)
+            for f in feats]
+    low = min(float(s.min()) for s in sims)  # one colour scale for all images: low .. 1
+    return [[_panel(f.image, 'input', marker=marker if i == 0 else None),
+             _panel(s, f'cosine similarity ({low:.2f} .. 1)', cmap='viridis', vmin=low, vmax=1.0)]
+            for i, (f, s) in enumerate(zip(feats, sims))]
+
+
+_ROWS = {'pca': pca_rows, 'attention': attention_rows, 'similarity': similarity_rows}
+
+
+# -------------------------------------------------------------------------------- figure
+
+def _panel(array: np.ndarray, title: str, **style) -> dict:
+    return dict(array=array, title=title, **style)
+
+
+def draw_figure(rows: List[list], names: Sequence[str], title: str, out: str,
+                dpi: int = 100) -> None:
+    """A grid of panels (rows = images) at the images' aspect ratio, saved with Agg."""
+    from matplotlib.figure import Figure
+    aspect = max(r[0]['array'].shape[1] / r[0]['array'].shape[0] for r in rows)
+    ncols = max(len(r) for r in rows)
+    fig = Figure(figsize=(ncols * PANEL_INCHES * aspect, len(rows) * PANEL_INCHES + 0.7),
+                 layout='constrained')
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (row, name) in enumerate(zip(rows, names)):
+        for c, ax in enumerate(axes[r]):
+            ax.set_axis_off()
+            if c < len(row):
+                _draw_panel(ax, row[c], show_title=r == 0)
+        axes[r][0].set_axis_on()
+        axes[r][0].set_xticks([])
+        axes[r][0].set_yticks([])
+        axes[r][0].set_ylabel(osp.basename(name), fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    folder = osp.dirname(out)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+
+
+def _draw_panel(ax, panel: dict, show_title: bool) -> None:
+    ax.imshow(panel['array'], cmap=panel.get('cmap'), vmin=panel.get('vmin'),
+              vmax=panel.get('vmax'), interpolation='nearest')
+    if panel.get('outline') is not None:
+        ax.contour(panel['outline'].astype(float), levels=[0.5], colors='cyan', linewidths=0.8)
+    if panel.get('marker') is not None:
+        ax.plot(*panel['marker'], marker='+', color='red', markersize=12, mew=2)
+    if show_title:
+        ax.set_title(panel['title'], fontsize=8)
+
+
+def _figure_title(args: argparse.Namespace, backbone) -> str:
+    what = {'pca': 'joint PCA of patch features', 'attention': 'CLS attention, last block',
+            'similarity': 'cosine similarity to the + patch'}[args.mode]
+    layer = getattr(args, 'layer', None)
+    where = '' if layer is None else f', {"block" if hasattr(backbone, "blocks") else "stage"} ' \
+                                     f'{layer}'
+    weights = osp.basename(args.checkpoint) if args.checkpoint else \
+        'RANDOM WEIGHTS: meaningless maps'
+    return f'{args.backbone}{where}: {what}\n({weights})'
+
+
+def main(args: argparse.Namespace) -> None:
+    _log_progress()
+    if args.size < 0:
+        raise ValueError(f'--size must be >= 0 (0 keeps the image size), got {args.size}')
+    if args.dpi < 10:
+        raise ValueError(f'--dpi must be >= 10, got {args.dpi}')
+    images = read_images(args.images)
+    backbone = load_backbone(args)
+    rows = _ROWS[args.mode](args, backbone, images)
+    draw_figure(rows, args.images, _figure_title(args, backbone), args.out, args.dpi)
+    print(f'wrote {args.out} ({len(rows)} image{"s" if len(rows) > 1 else ""})')
+
+
+def _log_progress() -> None:
+    """Show densedino's INFO lines (the progress lines used where tqdm is not installed)."""
+    logger = logging.getLogger('densedino')
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter('%(message)s'))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def cli(mode: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of ``tools/features.py`` (``mode=None``) and its per-mode wrappers."""
+    run_cli(main, build_parser(mode).parse_args(argv))
+
+
+if __name__ == '__main__':
+    cli()
