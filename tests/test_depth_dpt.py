@@ -409,3 +409,17 @@ def test_convert_checkpoint_cli_takes_a_whole_depth_anything_model(hf_pair, tmp_
                            reference.eval().decode_head(reference.extract_feat(x)))
     with pytest.raises(ValueError, match='either --head'):
         convert.main(convert.parse_args([config_file, '--out', out]))
+
+
+@pytest.mark.parametrize('config', ['nyu_dpt', 'kitti_dpt'])
+def test_released_dpt_heads_load_into_their_configs(config, tmp_path):
+    """dinov2_vits14_{nyu,kitti}_dpt_head.pth (56 keys) into configs/depth/{nyu,kitti}_dpt.py."""
+    init_default_scope('densedino')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'depth', f'{config}.py'))
+    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(depth=4))
+    model = MODELS.build(cfg.model)
+    path = str(tmp_path / f'dinov2_vits14_{config}_head.pth')
+    torch.save(_official_dinov2_dpt_file(384), path)
+    load_head_checkpoint(model, path)
+    assert model.decode_head.max_depth == (80.0 if config.startswith('kitti') else 10.0)
+    assert model.backbone.norm is False and model.decode_head.readout_type == 'project'
