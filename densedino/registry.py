@@ -21,8 +21,9 @@ def _child(name: str, parent: Registry, *locations: str) -> Registry:
     return Registry(name, parent=parent, scope='densedino', locations=list(locations))
 
 
-MODELS = _child('model', MMSEG_MODELS, 'densedino.models', 'mmseg.models')
-DATASETS = _child('dataset', MMSEG_DATASETS, 'densedino.datasets', 'mmseg.datasets')
+MODELS = _child('model', MMSEG_MODELS, 'densedino.models', 'densedino.pretrain', 'mmseg.models')
+DATASETS = _child('dataset', MMSEG_DATASETS, 'densedino.datasets', 'densedino.pretrain',
+                  'mmseg.datasets')
 TRANSFORMS = _child('transform', MMSEG_TRANSFORMS, 'densedino.datasets', 'mmseg.datasets')
 METRICS = _child('metric', MMSEG_METRICS, 'densedino.evaluation', 'mmseg.evaluation')
 HOOKS = _child('hook', MMSEG_HOOKS, 'mmseg.engine')

@@ -1,0 +1,9 @@
+"""Self-supervised pretraining parts: projection heads, losses, iBOT masking (and augmentation)."""
+from .heads import DINOHead, NormalizedLinear  # noqa: F401
+from .losses import DINOLoss, GramLoss, KoLeoLoss, iBOTPatchLoss  # noqa: F401
+from .losses import downsample_gram_teacher_features, masked_patch_weights  # noqa: F401
+from .losses import sinkhorn_knopp  # noqa: F401
+from .masking import MaskingGenerator, sample_masks  # noqa: F401
+from .augment import CropBox, CropParams, MultiCropAugmentation, sample_crop_box  # noqa: F401
+from .collate import collate_multicrop  # noqa: F401
+from .datasets import UnlabeledImageFolder, sample_seed  # noqa: F401

@@ -1,0 +1,179 @@
+"""The DINO self-distillation loss and its teacher targets (centering or Sinkhorn-Knopp).
+
+The student's log-probabilities ``log_softmax(s / 0.1)`` are matched by cross-entropy to teacher
+probabilities made by either
+
+* centering + sharpening (DINOv1): ``softmax((t - c) / tau_t)``, ``c`` an EMA (momentum 0.9) of
+  the global batch mean of the teacher logits, kept as a buffer so checkpoints keep it; or
+* Sinkhorn-Knopp (DINOv2 large models, DINOv3): ``exp(t / tau_t)`` renormalised alternately
+  over prototypes and samples (3 iterations) towards equipartition of the prototypes.
+
+Everything is computed in fp32. Only the teacher-side helpers talk to ``torch.distributed``
+(all-reduced sums/counts when a process group is initialised); the cross-entropy itself is local.
+
+References:
+    Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021.
+    Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision", TMLR 2024.
+    Caron et al., "Unsupervised Learning of Visual Features by Contrasting Cluster
+    Assignments" (SwAV), NeurIPS 2020 (Sinkhorn-Knopp).
+"""
+from typing import Sequence, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...registry import MODELS
+
+
+def dist_ready() -> bool:
+    """True when a ``torch.distributed`` process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_reduce_(x: Tensor, op: str = 'sum') -> Tensor:
+    """In-place all-reduce (``op`` 'sum' or 'max') when distributed; the identity otherwise."""
+    if op not in ('sum', 'max'):
+        raise ValueError(f"op must be 'sum' or 'max', got {op!r}")
+    if dist_ready():
+        dist.all_reduce(x, op=dist.ReduceOp.SUM if op == 'sum' else dist.ReduceOp.MAX)
+    return x
+
+
+@torch.no_grad()
+def sinkhorn_knopp(teacher_logits: Tensor, teacher_temp: float, n_iterations: int = 3) -> Tensor:
+    """Sinkhorn-Knopp teacher targets, the DINOv2 variant.
+
+    ``Q = exp(logits / temp).T`` (K, B) is scaled to total mass 1, then ``n_iterations`` times its
+    rows (prototypes) are scaled to sum 1/K and its columns (samples) to 1/B; finally each column
+    is scaled to sum 1. B is the global number of samples and row/total sums are all-reduced when
+    distributed. The global max logit is subtracted before ``exp`` (a constant factor that the
+    first normalisation removes) so that low temperatures cannot overflow.
+
+    Args:
+        teacher_logits: (B, K) teacher logits of this rank.
+        teacher_temp: teacher temperature (> 0).
+        n_iterations: number of row/column normalisation rounds (>= 1).
+
+    Returns:
+        (B, K) fp32 targets; each row is a probability distribution.
+    """
+    if teacher_temp <= 0:
+        raise ValueError(f'teacher_temp must be > 0, got {teacher_temp}')
+    if teacher_logits.dim() != 2:
+        raise ValueError(f'teacher_logits must be (B, K), got {tuple(teacher_logits.shape)}')
+    if n_iterations < 1:
+        raise ValueError(f'n_iterations must be >= 1, got {n_iterations}')
+    logits = teacher_logits.float() / teacher_temp
+    shift = all_reduce_(logits.max().reshape(1).clone(), 'max')
+    q = torch.exp(logits - shift).t()  # (K, B)
+    n_prototypes = q.shape[0]
+    n_samples = all_reduce_(torch.tensor(float(q.shape[1]), device=q.device))
+    q /= all_reduce_(q.sum())
+    for _ in range(n_iterations):
+        q /= all_reduce_(q.sum(dim=1, keepdim=True))
+        q /= n_prototypes
+        q /= q.sum(dim=0, keepdim=True)
+        q /= n_samples
+    q *= n_samples
+    return q.t()
+
+
+class CenteredTeacherLoss(nn.Module):
+    """Base for DINO/iBOT losses: the EMA center buffer and the two teacher-target makers.
+
+    Args:
+        out_dim: number of prototypes K.
+        student_temp: student temperature.
+        center_momentum: EMA momentum of the center.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1,
+                 center_momentum: float = 0.9) -> None:
+        super().__init__()
+        if out_dim < 1:
+            raise ValueError(f'out_dim must be >= 1, got {out_dim}')
+        if student_temp <= 0:
+            raise ValueError(f'student_temp must be > 0, got {student_temp}')
+        if not 0.0 <= center_momentum <= 1.0:
+            raise ValueError(f'center_momentum must be in [0, 1], got {center_momentum}')
+        self.out_dim = out_dim
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer('center', torch.zeros(1, out_dim))
+
+    @torch.no_grad()
+    def softmax_center_teacher(self, teacher_logits: Tensor, teacher_temp: float) -> Tensor:
+        """``softmax((t - center) / teacher_temp)`` in fp32, (..., K) -> (..., K)."""
+        if teacher_temp <= 0:
+            raise ValueError(f'teacher_temp must be > 0, got {teacher_temp}')
+        return F.softmax((teacher_logits.float() - self.center) / teacher_temp, dim=-1)
+
+    @torch.no_grad()
+    def sinkhorn_knopp_teacher(self, teacher_logits: Tensor, teacher_temp: float,
+                               n_iterations: int = 3) -> Tensor:
+        """Sinkhorn-Knopp targets (B, K) for teacher logits (B, K); see :func:`sinkhorn_knopp`."""
+        return sinkhorn_knopp(teacher_logits, teacher_temp, n_iterations)
+
+    @torch.no_grad()
+    def update_center(self, teacher_logits: Union[Tensor, Sequence[Tensor]]) -> None:
+        """EMA update ``c <- m c + (1 - m) mean(t)`` with the mean over the global batch.
+
+        Args:
+            teacher_logits: (B, K) logits, or a sequence of them (e.g. one per global crop),
+                all rows pooled. Sums and counts are all-reduced when distributed.
+        """
+        if not isinstance(teacher_logits, Tensor):
+            teacher_logits = torch.cat(list(teacher_logits))
+        logits = teacher_logits.float().reshape(-1, self.out_dim)
+        total = all_reduce_(logits.sum(dim=0, keepdim=True))
+        count = all_reduce_(torch.tensor(float(logits.shape[0]), device=logits.device))
+        self.center.mul_(self.center_momentum).add_(total / count * (1 - self.center_momentum))
+
+    def cross_entropy(self, student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
+        """Per-sample ``-sum_k p_t log_softmax(s / student_temp)``, (..., K) -> (...)."""
+        log_q = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
+        return -(teacher_probs.float() * log_q).sum(dim=-1)
+
+
+@MODELS.register_module()
+class DINOLoss(CenteredTeacherLoss):
+    """DINO loss on class-token logits, averaged over all pairs of different views.
+
+    Args:
+        out_dim: number of prototypes K.
+        student_temp: student temperature (0.1).
+        center_momentum: EMA momentum of the center (0.9).
+    """
+
+    def forward(self, student_logits_list: Sequence[Tensor],
+                teacher_probs_list: Sequence[Tensor]) -> Tensor:
+        """Mean cross-entropy over (teacher view, student view) pairs of different views.
+
+        Student view ``i`` for ``i < len(teacher_probs_list)`` is the same crop as teacher view
+        ``i`` (the global crops come first) and that pair is skipped: 2 global teacher views x
+        10 student views give 20 - 2 = 18 terms. Each term is the batch mean.
+
+        Args:
+            student_logits_list: per view (B, K) student logits (global crops first).
+            teacher_probs_list: per global view (B, K) teacher targets (from
+                :meth:`softmax_center_teacher` or :meth:`sinkhorn_knopp_teacher`).
+
+        Returns:
+            Scalar fp32 loss.
+        """
+        if len(teacher_probs_list) > len(student_logits_list):
+            raise ValueError(f'{len(teacher_probs_list)} teacher views but only '
+                             f'{len(student_logits_list)} student views')
+        total, n_terms = 0.0, 0
+        for t_idx, probs in enumerate(teacher_probs_list):
+            for s_idx, logits in enumerate(student_logits_list):
+                if s_idx == t_idx:
+                    continue
+                total = total + self.cross_entropy(logits, probs).mean()
+                n_terms += 1
+        if n_terms == 0:
+            raise ValueError('no pair of different views: need >= 2 student views, got '
+                             f'{len(student_logits_list)}')
+        return total / n_terms

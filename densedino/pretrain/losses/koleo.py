@@ -1,0 +1,70 @@
+"""The KoLeo regulariser: spread features uniformly by pushing apart nearest neighbours.
+
+On L2-normalised vectors x_1..x_B of one batch (the student's class tokens of one global crop),
+with d_i the distance from x_i to its nearest other vector,
+
+    L = -(1 / B) * sum_i log(d_i + eps),   eps = 1e-8,
+
+the Kozachenko-Leonenko differential-entropy estimator up to constants. The nearest neighbour is
+found by the largest dot product with self excluded; everything is fp32.
+
+References:
+    Sablayrolles et al., "Spreading vectors for similarity search", ICLR 2019.
+    Oquab et al., "DINOv2: Learning Robust Visual Features without Supervision", TMLR 2024.
+"""
+from typing import Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...registry import MODELS
+
+
+@MODELS.register_module()
+class KoLeoLoss(nn.Module):
+    """KoLeo loss of one batch of vectors, or the sum over crops of per-crop losses.
+
+    Args:
+        eps: added to the nearest-neighbour distance inside the log.
+    """
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(f'eps must be > 0, got {eps}')
+        self.eps = eps
+
+    def single(self, x: Tensor) -> Tensor:
+        """Loss of one batch.
+
+        Args:
+            x: (B, D) vectors, B >= 2 (normalised here).
+
+        Returns:
+            Scalar fp32 loss.
+        """
+        if x.dim() != 2 or x.shape[0] < 2:
+            raise ValueError(f'x must be (B >= 2, D), got {tuple(x.shape)}')
+        x = F.normalize(x.float(), dim=-1, eps=1e-8)
+        with torch.no_grad():
+            dots = x @ x.t()
+            dots.fill_diagonal_(float('-inf'))
+            nearest = dots.argmax(dim=1)
+        distances = torch.linalg.vector_norm(x - x[nearest], dim=-1)
+        return -torch.log(distances + self.eps).mean()
+
+    def forward(self, x: Union[Tensor, Sequence[Tensor]]) -> Tensor:
+        """KoLeo of each crop separately, summed over crops (as DINOv2 does).
+
+        Args:
+            x: (B, D) for one crop, or (n_crops, B, D) / a sequence of (B, D), one per crop.
+
+        Returns:
+            Scalar fp32 loss.
+        """
+        if isinstance(x, Tensor) and x.dim() == 2:
+            return self.single(x)
+        if isinstance(x, Tensor) and x.dim() != 3:
+            raise ValueError(f'x must be (B, D) or (n_crops, B, D), got {tuple(x.shape)}')
+        return sum(self.single(crop) for crop in x)
