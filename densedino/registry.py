@@ -26,7 +26,7 @@ DATASETS = _child('dataset', MMSEG_DATASETS, 'densedino.datasets', 'densedino.pr
                   'mmseg.datasets')
 TRANSFORMS = _child('transform', MMSEG_TRANSFORMS, 'densedino.datasets', 'mmseg.datasets')
 METRICS = _child('metric', MMSEG_METRICS, 'densedino.evaluation', 'mmseg.evaluation')
-HOOKS = _child('hook', MMSEG_HOOKS, 'mmseg.engine')
+HOOKS = _child('hook', MMSEG_HOOKS, 'densedino.pretrain', 'mmseg.engine')
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     MMSEG_OPTIM_WRAPPER_CONSTRUCTORS, 'densedino.engine',
                                     'mmseg.engine')

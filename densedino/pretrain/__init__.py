@@ -7,3 +7,5 @@ from .masking import MaskingGenerator, sample_masks  # noqa: F401
 from .augment import CropBox, CropParams, MultiCropAugmentation, sample_crop_box  # noqa: F401
 from .collate import collate_multicrop  # noqa: F401
 from .datasets import UnlabeledImageFolder, sample_seed  # noqa: F401
+from .features import extract_cls_features, knn_eval_folders, knn_transform  # noqa: F401
+from .knn_hook import KNNMonitorHook, find_backbone  # noqa: F401
