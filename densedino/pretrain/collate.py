@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from mmengine.registry import FUNCTIONS
 
 from .losses import masked_patch_weights
 from .masking import MaskingGenerator, sample_masks
@@ -33,7 +34,22 @@ def _mask_rng(samples: Sequence[dict], rng: np.random.Generator | None) -> np.ra
     return np.random.default_rng()
 
 
-def collate_multicrop(samples: Sequence[dict], mask_generator: MaskingGenerator | None = None,
+def _generator_for(spec: MaskingGenerator | dict, grid: tuple[int, int]) -> MaskingGenerator:
+    """The generator itself, or one built for ``grid`` from a dict of its options (configs)."""
+    if isinstance(spec, MaskingGenerator):
+        return spec
+    if not isinstance(spec, dict):
+        raise TypeError(f'mask_generator must be a MaskingGenerator or a dict of its options, '
+                        f'got {type(spec).__name__}')
+    options = {k: v for k, v in spec.items() if k != 'type'}
+    return MaskingGenerator(grid, **options)
+
+
+# Registered in mmengine's root FUNCTIONS (the Runner looks collate functions up there only), so
+# a config can say ``collate_fn=dict(type='collate_multicrop', mask_generator=dict(), ...)``.
+@FUNCTIONS.register_module(name='collate_multicrop')
+def collate_multicrop(samples: Sequence[dict],
+                      mask_generator: MaskingGenerator | dict | None = None,
                       mask_probability: float = 0.5,
                       mask_ratio_range: Sequence[float] = (0.1, 0.5), patch_size: int = 16,
                       rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -43,7 +59,9 @@ def collate_multicrop(samples: Sequence[dict], mask_generator: MaskingGenerator 
         samples: B dicts with ``global_crops`` (n_global tensors (3, G, G)), ``local_crops``
             (n_local tensors (3, L, L)), optionally ``gram_crops``, ``label`` (int) and ``seed``.
         mask_generator: if given, build iBOT block masks for the global crops with it
-            (:func:`~.masking.sample_masks`: round(2B x p) crops masked, ratios stratified).
+            (:func:`~.masking.sample_masks`: round(2B x p) crops masked, ratios stratified);
+            a dict of :class:`~.masking.MaskingGenerator` options (``{}`` for the defaults)
+            builds one for the grid G / patch_size.
         mask_probability: fraction of the global crops that are masked.
         mask_ratio_range: (min, max) masked fraction, stratified over the masked crops.
         patch_size: the backbone's patch size; G must be a multiple of it.
@@ -76,7 +94,7 @@ def collate_multicrop(samples: Sequence[dict], mask_generator: MaskingGenerator 
         grid = (batch['global_crops'].shape[-2] // patch_size, size // patch_size)
         masks = sample_masks(len(batch['global_crops']), grid, mask_probability=mask_probability,
                              ratio_range=tuple(mask_ratio_range), rng=_mask_rng(samples, rng),
-                             generator=mask_generator)
+                             generator=_generator_for(mask_generator, grid))
         batch['masks'] = masks
         batch['mask_indices'] = masks.flatten().nonzero().flatten()
         batch['masks_weight'] = masked_patch_weights(masks)

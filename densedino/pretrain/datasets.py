@@ -87,8 +87,8 @@ class UnlabeledImageFolder(Dataset):
 
     Args:
         root: the image folder.
-        transform: ``transform(image, rng) -> dict``, e.g. a ``MultiCropAugmentation``; ``None``
-            returns the uint8 (H, W, 3) RGB image as ``image``.
+        transform: ``transform(image, rng) -> dict``, e.g. a ``MultiCropAugmentation`` (or its
+            config dict); ``None`` returns the uint8 (H, W, 3) RGB image as ``image``.
         labels_file: optional label file (see above).
         seed: base seed of the per-sample generators.
         extensions: file name endings counted as images (case-insensitive).
@@ -110,7 +110,7 @@ class UnlabeledImageFolder(Dataset):
         self.files = list_images(self.root, extensions)
         if not self.files:
             raise DatasetError(f'no images with extensions {tuple(extensions)} under {self.root}')
-        self.transform = transform
+        self.transform = build_crop_transform(transform)
         self.seed = int(seed)
         self.epoch = 0
         self.on_unreadable = on_unreadable
@@ -159,4 +159,63 @@ class UnlabeledImageFolder(Dataset):
         sample.update(index=index, seed=seed)
         if self.labels is not None:
             sample['label'] = self.labels[used]
+        return sample
+
+
+def build_crop_transform(transform: Transform | dict | None) -> Transform | None:
+    """A transform, or a :class:`~.augment.MultiCropAugmentation` from a config dict."""
+    if not isinstance(transform, dict):
+        return transform
+    from .augment import MultiCropAugmentation
+    options = dict(transform)
+    kind = options.pop('type', 'MultiCropAugmentation')
+    if kind != 'MultiCropAugmentation':
+        raise ValueError(f"transform type must be 'MultiCropAugmentation', got {kind!r}")
+    return MultiCropAugmentation(**options)
+
+
+@DATASETS.register_module()
+class SyntheticUnlabeledImages(UnlabeledImageFolder):
+    """The embedded synthetic scenes as an unlabeled folder, generated on first use.
+
+    Iteration-based training never calls :meth:`set_epoch`, so the dataset can be ``passes``
+    times longer: index ``i`` is image ``i % n`` augmented as in epoch ``i // n`` (fresh crops
+    on every pass, still reproducible from the index).
+
+    Args:
+        data_root: folder holding (or receiving) ``ADEChallengeData2016``.
+        split: 'training' or 'validation'.
+        num_train: training scenes to generate if the folder is absent.
+        num_val: validation scenes to generate if the folder is absent.
+        passes: virtual passes over the images (>= 1).
+        transform: a transform or a ``MultiCropAugmentation`` config dict.
+        with_labels: attach the ``image_labels_<split>.txt`` labels (k-NN monitoring).
+        **kwargs: :class:`UnlabeledImageFolder` options (``seed``, ...).
+    """
+
+    def __init__(self, data_root: str = 'data/synthetic', *, split: str = 'training',
+                 num_train: int = 400, num_val: int = 100, passes: int = 1,
+                 transform: Transform | dict | None = None, with_labels: bool = False,
+                 **kwargs: Any) -> None:
+        from ..datasets import ensure_synthetic_ade20k
+        if split not in ('training', 'validation'):
+            raise ValueError(f"split must be 'training' or 'validation', got {split!r}")
+        if passes < 1:
+            raise ValueError(f'passes must be >= 1, got {passes}')
+        ade_root = ensure_synthetic_ade20k(data_root, num_train=num_train, num_val=num_val)
+        labels = os.path.join(ade_root, f'image_labels_{split}.txt') if with_labels else None
+        super().__init__(os.path.join(ade_root, 'images', split),
+                         transform=build_crop_transform(transform), labels_file=labels, **kwargs)
+        self.passes = passes
+
+    def __len__(self) -> int:
+        return len(self.files) * self.passes
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f'index {index} out of range for {len(self)} samples')
+        n = len(self.files)
+        self.epoch = index // n
+        sample = super().__getitem__(index % n)
+        sample['index'] = index
         return sample

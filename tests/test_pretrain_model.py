@@ -1,0 +1,164 @@
+"""DinoSSLModel: a few Runner iterations of a tiny ViT on tiny synthetic images."""
+import copy
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
+
+from densedino import create_backbone
+from densedino.registry import MODELS
+from densedino.pretrain import DinoSSLModel, collate_multicrop, export_teacher_backbone
+from densedino.pretrain.ssl_model import cosine_momentum, ema_update_
+
+TINY = dict(depth=2, embed_dim=32, num_heads=2, img_size=56)
+HEAD = dict(n_prototypes=64, hidden_dim=32, bottleneck_dim=16)
+
+
+def _model_cfg(**kwargs) -> dict:
+    cfg = dict(type='DinoSSLModel', arch='dinov2_vits14', backbone_overrides=TINY,
+               drop_path_rate=0.1, head=HEAD, freeze_last_layer_iters=2,
+               warmup_teacher_temp_iters=2, momentum_teacher=0.9)
+    cfg.update(kwargs)
+    return cfg
+
+
+def _cfg(tmp_path, max_iters: int = 5, **model) -> Config:
+    dataset = dict(type='SyntheticUnlabeledImages', data_root=str(tmp_path.parent / 'synth'),
+                   num_train=8, num_val=2, passes=2,
+                   transform=dict(global_size=56, local_size=28, n_local=2))
+    return Config(dict(
+        default_scope='densedino',
+        model=_model_cfg(**model),
+        work_dir=str(tmp_path / 'work'),
+        train_dataloader=dict(
+            batch_size=4, num_workers=0, dataset=dataset,
+            sampler=dict(type='InfiniteSampler', shuffle=True),
+            collate_fn=dict(type='collate_multicrop', mask_generator=dict(), patch_size=14)),
+        train_cfg=dict(type='IterBasedTrainLoop', max_iters=max_iters),
+        optim_wrapper=dict(type='OptimWrapper', clip_grad=dict(max_norm=3.0),
+                           optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.04)),
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+                           logger=dict(type='LoggerHook', interval=1)),
+        log_processor=dict(by_epoch=False),
+        randomness=dict(seed=0),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+    ))
+
+
+def _losses(runner: Runner) -> list:
+    return list(runner.message_hub.log_scalars['train/loss'].data[0])  # one value per iteration
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('full')
+    runner = Runner.from_cfg(_cfg(tmp))
+    runner.train()
+    return runner, tmp
+
+
+def test_runner_trains_and_resume_is_exact(trained, tmp_path):
+    runner, tmp = trained
+    model = runner.model
+    losses = _losses(runner)
+    assert len(losses) == 5 and all(math.isfinite(v) for v in losses)
+    assert not torch.equal(model.student['backbone'].blocks[0].attn.qkv.weight,
+                           model.teacher['backbone'].blocks[0].attn.qkv.weight)
+    assert model.dino_loss.center.abs().sum() > 0 and model.ibot_loss.center.abs().sum() > 0
+    assert not model.teacher.training and all(not p.requires_grad
+                                              for p in model.teacher.parameters())
+
+    cfg = _cfg(tmp_path)
+    cfg.resume, cfg.load_from = True, str(tmp / 'work' / 'iter_2.pth')
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    again = _losses(resumed)
+    assert again[-3:] == pytest.approx(losses[-3:], rel=1e-5, abs=1e-6)  # iterations 3-5
+
+
+def _batch(model: DinoSSLModel) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    samples = [dict(global_crops=[torch.randn(3, 56, 56, generator=gen) for _ in range(2)],
+                    local_crops=[torch.randn(3, 28, 28, generator=gen) for _ in range(2)],
+                    seed=i) for i in range(4)]
+    return collate_multicrop(samples, mask_generator=dict(), patch_size=14)
+
+
+def _standalone(**kwargs):
+    MessageHub.get_current_instance().update_info('iter', 0)
+    MessageHub.get_current_instance().update_info('max_iters', 10)
+    torch.manual_seed(0)
+    model = MODELS.build(_model_cfg(**kwargs))
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2),
+                           clip_grad=dict(max_norm=3.0))
+    return model, wrapper
+
+
+def test_ema_freeze_and_center_one_step():
+    model, wrapper = _standalone()
+    data = _batch(model)
+    last = model.student['dino_head'].last_layer.weight.detach().clone()
+    teacher0 = copy.deepcopy(model.teacher.state_dict())
+    logs = model.train_step(data, wrapper)
+    assert {'loss', 'dino', 'ibot', 'koleo', 'teacher_temp', 'momentum'} <= set(logs)
+    assert logs['teacher_temp'] == pytest.approx(0.04)
+    m = cosine_momentum(0.9, 0, 10)
+    assert logs['momentum'] == pytest.approx(m) == pytest.approx(0.9)
+    assert torch.equal(model.student['dino_head'].last_layer.weight, last)  # frozen at iter 0
+    key = 'backbone.blocks.1.mlp.fc1.weight'
+    student = model.student.state_dict()[key]
+    expected = m * teacher0[key] + (1 - m) * student
+    assert torch.allclose(model.teacher.state_dict()[key], expected, atol=1e-7)
+    assert model.dino_loss.center.abs().sum() > 0
+    MessageHub.get_current_instance().update_info('iter', 5)
+    model.train_step(data, wrapper)
+    assert not torch.equal(model.student['dino_head'].last_layer.weight, last)
+
+
+def test_non_finite_loss_raises_before_step():
+    model, wrapper = _standalone()
+    data = _batch(model)
+    data['local_crops'][0, 0, 0, 0] = float('nan')
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(FloatingPointError, match='non-finite loss at iteration 0: dino=nan'):
+        model.train_step(data, wrapper)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_ema_formula_and_schedules():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    expected = 0.7 * a.weight.detach() + 0.3 * b.weight.detach()
+    ema_update_(a, b, 0.7)
+    assert torch.allclose(a.weight, expected)
+    assert cosine_momentum(0.996, 10, 10) == pytest.approx(1.0)
+    assert cosine_momentum(0.996, 5, 10) == pytest.approx(0.998)
+
+
+def test_export_teacher_loads_strictly(trained, tmp_path):
+    runner, tmp = trained
+    out = tmp_path / 'teacher.pth'
+    export_teacher_backbone(str(tmp / 'work' / 'iter_4.pth'), out)
+    backbone = create_backbone('dinov2_vits14', checkpoint=str(out), **TINY)
+    ckpt = torch.load(tmp / 'work' / 'iter_4.pth', map_location='cpu', weights_only=False)
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(v, ckpt['state_dict']['teacher.backbone.' + k]), k
+    x = torch.randn(1, 3, 56, 70)
+    teacher = runner.model.teacher['backbone']
+    export_teacher_backbone(runner.model, out)
+    backbone = create_backbone('dinov2_vits14', checkpoint=str(out), **TINY)
+    assert torch.allclose(backbone.forward_features(x)['x_norm_clstoken'],
+                          teacher.forward_features(x)['x_norm_clstoken'])
+
+
+@pytest.mark.parametrize('name', ['synthetic_vits', 'dinov2_vits14'])
+def test_pretrain_configs_build(name):
+    import os.path as osp
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'pretrain', f'{name}.py'))
+    model = MODELS.build(cfg.model)
+    assert isinstance(model, DinoSSLModel)
+    assert cfg.train_dataloader.collate_fn.type == 'collate_multicrop'
