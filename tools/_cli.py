@@ -58,6 +58,22 @@ def adapt_to_device(cfg: Config) -> None:
         dist.init_process_group(backend='gloo')
 
 
+def parse_overrides(items, flag: str = '--overrides') -> dict:
+    """``['depth=1', 'embed_dim=32']`` -> ``{'depth': 1, 'embed_dim': 32}`` (Python literals, else
+    strings): backbone preset overrides given on a command line."""
+    import ast
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition('=')
+        if not sep or not key:
+            raise SystemExit(f'error: {flag} expects KEY=VALUE, got {item!r}')
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
 def display_available() -> bool:
     """Whether a window can be opened (on Linux: an X11 or Wayland display is set)."""
     if sys.platform.startswith('linux'):

@@ -24,7 +24,6 @@ scratch, and sampling can miss very short peaks. On CUDA it is ``torch.cuda.max_
 above the allocation before the forward.
 """
 import argparse
-import ast
 import ctypes
 import json
 import math
@@ -40,6 +39,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
+from tools._cli import parse_overrides  # noqa: E402
 from densedino import create_backbone  # noqa: E402
 from densedino.models.backbones import get_preset  # noqa: E402
 from densedino.models.backbones.precision import to_bf16  # noqa: E402
@@ -54,18 +54,6 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------- models
-def parse_overrides(items: List[str]) -> Dict:
-    """``['depth=1', 'embed_dim=32']`` -> ``{'depth': 1, 'embed_dim': 32}`` (Python literals)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition('=')
-        if not sep:
-            raise SystemExit(f'--override wants key=value, got {item!r}')
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
 
 
 def hf_config(family: str, kw: Dict):
@@ -497,7 +485,7 @@ def parse_args(argv=None):
 def prepare(args, device):
     """Models in the benchmark precision, the input, and fp32 reference outputs (bf16 only)."""
     family = get_preset(args.preset).family
-    ours, hf = build_models(args.preset, parse_overrides(args.override))
+    ours, hf = build_models(args.preset, parse_overrides(args.override, '--override'))
     ours, hf = ours.to(device), hf.to(device)
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     refs = None

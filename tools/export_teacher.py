@@ -11,16 +11,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import run_cli  # noqa: E402
-
-
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {'true': True, 'false': False}.get(text.lower(), text)
+from tools._cli import parse_overrides, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,12 +30,7 @@ def main(args: argparse.Namespace) -> None:
     from densedino.pretrain import export_teacher_backbone
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint {args.checkpoint} does not exist')
-    overrides = {}
-    for item in args.overrides:
-        key, sep, text = item.partition('=')
-        if not sep:
-            raise SystemExit(f'error: --overrides expects KEY=VALUE, got {item!r}')
-        overrides[key] = _value(text)
+    overrides = parse_overrides(args.overrides)
     export_teacher_backbone(args.checkpoint, args.out)
     create_backbone(args.arch, checkpoint=args.out, **overrides)  # strict load check
     print(f'wrote {args.out} (loads as {args.arch} {overrides or ""})')

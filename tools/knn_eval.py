@@ -20,7 +20,7 @@ import sys
 from typing import Dict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import run_cli  # noqa: E402
+from tools._cli import parse_overrides, run_cli  # noqa: E402
 
 RANDOM_WARNING = ('warning: no --checkpoint: random weights, the accuracy is only the '
                   'initialisation reference')
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--backbone', required=True, help='backbone preset, e.g. dinov2_vits14')
     parser.add_argument('--checkpoint', help='backbone or exported teacher weights')
+    parser.add_argument('--overrides', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='backbone preset overrides (e.g. those a pretraining run used: '
+                        'depth=4 embed_dim=192 num_heads=3)')
     parser.add_argument('--train', help='reference image folder')
     parser.add_argument('--train-labels', help='label file of --train')
     parser.add_argument('--val', help='query image folder')
@@ -95,7 +98,8 @@ def main(args: argparse.Namespace) -> Dict[str, float]:
         raise SystemExit(f'error: checkpoint {args.checkpoint} does not exist')
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     torch.manual_seed(args.seed)  # reproducible random weights without a checkpoint
-    backbone = create_backbone(args.backbone, checkpoint=args.checkpoint).to(device)
+    backbone = create_backbone(args.backbone, checkpoint=args.checkpoint,
+                               **parse_overrides(args.overrides)).to(device)
     resize = args.resize or round(args.size * 8 / 7)
     results = knn_eval_folders(backbone, ks=args.k, temperature=args.temperature,
                                size=args.size, resize=resize, batch_size=args.batch_size,
