@@ -162,3 +162,51 @@ def test_pretrain_configs_build(name):
     model = MODELS.build(cfg.model)
     assert isinstance(model, DinoSSLModel)
     assert cfg.train_dataloader.collate_fn.type == 'collate_multicrop'
+
+
+AGREEMENT_HOOK = '''
+import torch
+from mmengine.hooks import Hook
+from densedino.registry import HOOKS
+
+
+@HOOKS.register_module()
+class DumpStateHook(Hook):
+    """Each rank writes its model's state after training (test helper)."""
+
+    def after_train(self, runner):
+        model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+        torch.save(model.state_dict(), f'{runner.work_dir}/rank{runner.rank}.pth')
+'''
+
+
+def test_torchrun_two_processes_agree(tmp_path):
+    """2 gloo processes: every rank ends with the same student, teacher and centres, and they
+    moved (gradients averaged by the model, EMA and centre updates applied on each rank)."""
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    (tmp_path / 'dump_state_hook.py').write_text(AGREEMENT_HOOK)
+    cfg = _cfg(tmp_path, max_iters=3)
+    cfg.model_wrapper_cfg = dict(type='SSLDistributedWrapper')
+    cfg.custom_imports = dict(imports=['densedino.pretrain', 'dump_state_hook'],
+                              allow_failed_imports=False)
+    cfg.custom_hooks = [dict(type='DumpStateHook')]
+    cfg.default_hooks.checkpoint.interval = 100
+    path = tmp_path / 'ddp.py'
+    cfg.dump(str(path))
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([str(tmp_path), repo, os.environ.get('PYTHONPATH', '')]))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_port', '29523', 'tools/train.py', str(path), '--launcher', 'pytorch',
+         '--work-dir', str(tmp_path / 'work')],
+        cwd=repo, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = (torch.load(tmp_path / 'work' / f'rank{r}.pth') for r in (0, 1))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    centre = next(k for k in a if k.endswith('center'))
+    assert a[centre].abs().sum() > 0  # the centre was updated from the (global) batch

@@ -39,3 +39,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(logger=dict(interval=50),
                      checkpoint=dict(interval=epoch_iters, max_keep_ckpts=3))
 randomness = dict(seed=0)
+# Multi-process runs (torchrun ... --launcher pytorch): the wrapper hands train_step to the
+# model, which averages gradients itself (mmengine's DDP would skip the teacher update).
+model_wrapper_cfg = dict(type='SSLDistributedWrapper')
+custom_imports = dict(imports=['densedino.pretrain'], allow_failed_imports=False)

@@ -35,3 +35,7 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=100, max_keep_ckpts=2))
 randomness = dict(seed=0)
+# Multi-process runs (torchrun ... --launcher pytorch): the wrapper hands train_step to the
+# model, which averages gradients itself (mmengine's DDP would skip the teacher update).
+model_wrapper_cfg = dict(type='SSLDistributedWrapper')
+custom_imports = dict(imports=['densedino.pretrain'], allow_failed_imports=False)
