@@ -5,12 +5,12 @@ import logging
 import os
 from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
 from ..datasets.seg import DatasetError
 from ..registry import DATASETS
+from ..visualization.features import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +58,6 @@ def _label_for(rel: str, labels: dict[str, int]) -> int | None:
         if key in labels:
             return labels[key]
     return None
-
-
-def read_rgb(path: str) -> np.ndarray | None:
-    """Read an image as uint8 (H, W, 3) RGB with OpenCV; ``None`` if it cannot be decoded."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @DATASETS.register_module()
@@ -139,11 +133,11 @@ class UnlabeledImageFolder(Dataset):
         for offset in range(len(self.files)):
             i = (index + offset) % len(self.files)
             path = os.path.join(self.root, self.files[i])
-            image = read_rgb(path)
-            if image is not None:
-                return i, image
-            if self.on_unreadable == 'raise':
-                raise DatasetError(f'cannot read image {path}')
+            try:
+                return i, read_image(path)
+            except (FileNotFoundError, ValueError) as err:
+                if self.on_unreadable == 'raise':
+                    raise DatasetError(str(err)) from None
             if path not in self._warned:
                 self._warned.add(path)
                 logger.warning('skipping unreadable image %s', path)
