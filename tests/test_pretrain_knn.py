@@ -51,3 +51,16 @@ def test_bad_inputs():
         knn_predict(torch.randn(2, 3), torch.tensor([0, 5]), torch.randn(1, 3), num_classes=2)
     with pytest.raises(ValueError, match='k >= 1'):
         knn_predict(torch.randn(2, 3), torch.tensor([0, 1]), torch.randn(1, 3), k=0)
+
+
+def test_accuracy_for_several_k_equals_separate_votes():
+    """One neighbour search serves every k: same predictions as a vote per k."""
+    g = torch.Generator().manual_seed(2)
+    train, test = torch.randn(60, 8, generator=g), torch.randn(25, 8, generator=g)
+    train_y = torch.randint(0, 4, (60,), generator=g)
+    test_y = torch.randint(0, 4, (25,), generator=g)
+    acc = knn_accuracy(train, train_y, test, test_y, ks=(1, 5, 20))
+    for k in (1, 5, 20):
+        pred = knn_predict(train, train_y, test, k=k, num_classes=4).argmax(1)
+        expected = 100.0 * (pred == test_y).float().mean().item()
+        assert acc[f'knn_top1_k{k}'] == pytest.approx(expected)

@@ -5,7 +5,7 @@ similarity ``s`` adds ``exp(s / T)`` to its class (``T`` = 0.07, k = 20 in DINO 
 features are the teacher's class tokens. Everything is torch on the features' device; test
 features are processed in chunks so the similarity matrix never exceeds ``chunk x N_train``.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,16 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     Raises:
         ValueError: Mismatched shapes, empty inputs, labels out of range, k < 1 or T <= 0.
     """
+    labels, num_classes = _checked(train_features, train_labels, test_features, k, temperature,
+                                   num_classes)
+    return _votes(_neighbours(train_features, test_features, k, chunk), labels, k,
+                  temperature, num_classes)
+
+
+def _checked(train_features: torch.Tensor, train_labels: torch.Tensor,
+             test_features: torch.Tensor, k: int, temperature: float,
+             num_classes: Optional[int]) -> Tuple[torch.Tensor, int]:
+    """Validate the inputs; the labels as long and the number of classes."""
     if train_features.ndim != 2 or test_features.ndim != 2 \
             or train_features.shape[1] != test_features.shape[1]:
         raise ValueError(f'features must be (N, D) with the same D, got '
@@ -47,16 +57,31 @@ def knn_predict(train_features: torch.Tensor, train_labels: torch.Tensor,
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f'train_labels must be in [0, {num_classes}), got '
                          f'[{int(labels.min())}, {int(labels.max())}]')
+    return labels, num_classes
+
+
+def _neighbours(train_features: torch.Tensor, test_features: torch.Tensor, k: int,
+                chunk: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities and indices of the ``k`` nearest training features, best first."""
     train = F.normalize(train_features.float(), dim=1)
     k = min(k, train.shape[0])
-    scores = []
+    sims, idx = [], []
     for start in range(0, test_features.shape[0], chunk):
         test = F.normalize(test_features[start:start + chunk].float(), dim=1)
-        sims, idx = (test @ train.T).topk(k, dim=1)
-        votes = torch.zeros(test.shape[0], num_classes, device=test.device)
-        votes.scatter_add_(1, labels[idx], (sims / temperature).exp())
-        scores.append(votes)
-    return torch.cat(scores) if scores else torch.zeros(0, num_classes)
+        s, i = (test @ train.T).topk(k, dim=1)
+        sims.append(s)
+        idx.append(i)
+    if not sims:
+        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
+    return torch.cat(sims), torch.cat(idx)
+
+
+def _votes(neighbours: Tuple[torch.Tensor, torch.Tensor], labels: torch.Tensor, k: int,
+           temperature: float, num_classes: int) -> torch.Tensor:
+    """Summed ``exp(sim / T)`` per class over the first ``k`` neighbours."""
+    sims, idx = (t[:, :k] for t in neighbours)
+    votes = torch.zeros(sims.shape[0], num_classes, device=sims.device)
+    return votes.scatter_add_(1, labels.to(idx.device)[idx], (sims / temperature).exp())
 
 
 def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor,
@@ -67,10 +92,13 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor,
         raise ValueError(f'test_labels must be ({test_features.shape[0]},), got '
                          f'{tuple(test_labels.shape)}')
     num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    labels, _ = _checked(train_features, train_labels, test_features, min(ks), temperature,
+                         num_classes)
+    # one neighbour search for the largest k; smaller k use its first columns
+    neighbours = _neighbours(train_features, test_features, max(ks), chunk=1024)
     out = {}
     for k in ks:
-        pred = knn_predict(train_features, train_labels, test_features, k=k,
-                           temperature=temperature, num_classes=num_classes).argmax(1)
+        pred = _votes(neighbours, labels, k, temperature, num_classes).argmax(1)
         correct = (pred.cpu() == test_labels.long().cpu()).float()
         out[f'knn_top1_k{k}'] = 100.0 * correct.mean().item()
     return out
