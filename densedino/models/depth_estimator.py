@@ -65,12 +65,16 @@ class DinoDepthEstimator(EncoderDecoder):
         return self.encode_decode(inputs, batch_img_metas)
 
     def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
-        """(B, 1, H, W) depth at the input size, flip-averaged if configured, clamped."""
+        """(B, 1, H, W) depth at the input size, flip-averaged if configured.
+
+        The head clamps every prediction (``DepthHead.predict``); averages of windows and flips,
+        and bilinear resizes, stay inside the range, so nothing is clamped again here.
+        """
         depth = self._forward_once(inputs, batch_img_metas)
         if self.test_cfg.get('flip', False):
             flipped = self._forward_once(inputs.flip(-1), batch_img_metas).flip(-1)
             depth = (depth + flipped) / 2
-        return self.decode_head.clamp(depth)
+        return depth
 
     def postprocess_result(self, depth: torch.Tensor,
                            data_samples: Optional[List[SegDataSample]] = None
@@ -91,5 +95,5 @@ class DinoDepthEstimator(EncoderDecoder):
             if tuple(d.shape[-2:]) != tuple(meta['ori_shape'][:2]):
                 d = F.interpolate(d, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
                                   align_corners=self.align_corners)
-            sample.set_data({'pred_depth_map': PixelData(data=self.decode_head.clamp(d[0]))})
+            sample.set_data({'pred_depth_map': PixelData(data=d[0])})
         return data_samples

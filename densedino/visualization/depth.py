@@ -6,6 +6,7 @@ Pixels without a value (0 in ground truth, or a mask) are drawn black. Everythin
 uint8 and numpy except :class:`DepthLocalVisualizer`, which plugs the panels into mmseg's
 visualisation hook (``tools/test.py --show-dir``).
 """
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -19,12 +20,15 @@ _TEXT = (255, 255, 255)
 _BACKGROUND = (32, 32, 32)
 
 
+@functools.lru_cache(maxsize=16)
 def _lut(cmap: str) -> np.ndarray:
-    """A (256, 3) uint8 RGB lookup table of a matplotlib colour map."""
+    """A (256, 3) uint8 RGB lookup table of a matplotlib colour map (cached, read-only)."""
     from matplotlib import colormaps
     if cmap not in colormaps:
         raise ValueError(f'unknown matplotlib colour map {cmap!r}')
-    return (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+    table = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255 + 0.5).astype(np.uint8)
+    table.flags.writeable = False
+    return table
 
 
 def _as_numpy(depth) -> np.ndarray:
