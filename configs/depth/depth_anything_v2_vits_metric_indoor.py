@@ -5,35 +5,8 @@
 #   depth_anything_v2_metric_hypersim_vits.pth (official release: pretrained.* + depth_head.*)
 #   depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf (Hugging Face directory)
 # Load them with densedino.models.depth_anything.load_depth_anything_v2(model, PATH).
-# The backbone resamples positions as the official DINOv2 code does (+0.1 offset), like the
-# official Depth-Anything-V2 model; transformers' port resamples without it, so its outputs off
-# the 518 px grid differ slightly: set
-# model.backbone.arch_overrides=dict(interpolate_offset=0.0) to reproduce those instead.
-# Test pipeline: short side 518, both sides multiples of 14, aspect kept, bicubic; predictions
-# go back to the image size bilinearly with align_corners=True and are clamped to
-# [min_depth, max_depth].
-_base_ = ['../_base_/default_runtime.py']
-
-norm_mean = [123.675, 116.28, 103.53]
-norm_std = [58.395, 57.12, 57.375]
-data_preprocessor = dict(
-    type='SegDataPreProcessor', mean=norm_mean, std=norm_std, bgr_to_rgb=True, pad_val=0,
-    seg_pad_val=0)  # 0 = no depth measurement
-model = dict(
-    type='DinoDepthEstimator',
-    data_preprocessor=data_preprocessor,
-    backbone=dict(type='DinoBackbone', arch='dinov2_vits14', checkpoint=None,
-                  out_indices='four_even', norm=True, frozen=True, pad_mode='center'),
-    decode_head=dict(type='DPTDepthHead', variant='depth_anything_v2', embed_dims=384,
-                     min_depth=1e-3, max_depth=20.0, align_corners=True),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'),
-)
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='ResizeToMultiple', short_side=518, multiple=14, interpolation='bicubic'),
-    dict(type='PackSegInputs'),
-]
-# tools/test.py --show-dir draws image | ground truth | prediction | colour bar.
-visualizer = dict(type='DepthLocalVisualizer', vis_backends=[dict(type='LocalVisBackend')],
-                  name='visualizer')
+# Everything else (backbone, test pipeline, position resampling) as the relative model's config;
+# predictions are clamped to [min_depth, max_depth].
+_base_ = ['./depth_anything_v2_vits_relative.py']
+model = dict(decode_head=dict(relative=False, min_depth=1e-3, max_depth=20.0))
+visualizer = dict(relative=False)
