@@ -33,11 +33,11 @@ import torch
 from mmengine.logging import MessageHub
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.optim import OptimWrapper
-from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from torch import Tensor, nn
 
 from ..models.backbones import create_backbone
 from ..registry import MODELS
+from .distributed import average_gradients, rank_and_world
 from .heads import DINOHead
 from .losses import DINOLoss, KoLeoLoss, iBOTPatchLoss
 
@@ -138,6 +138,8 @@ class DinoSSLModel(BaseModel):
         self.momentum_teacher = momentum_teacher
         self.freeze_last_layer_iters = freeze_last_layer_iters
         self._local_iter = 0
+        # False when a wrapper reduces the gradients itself (FSDP)
+        self.sync_gradients = True
         self._rng_seed = torch.initial_seed()  # set by the Runner's randomness before building
 
         self.student = self._build_networks(drop_path_rate, head, ibot_head)
@@ -206,7 +208,7 @@ class DinoSSLModel(BaseModel):
     def _iteration_rng(self, iteration: int) -> Iterator[None]:
         """Seed torch's RNG (drop path) from the iteration, so a resumed run draws the same."""
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        rank = _rank_and_world()[0]  # ranks see different images: draw different drop paths
+        rank = rank_and_world()[0]  # ranks see different images: draw different drop paths
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed((self._rng_seed * 1_000_003 + iteration * 1_009 + rank) % 2**63)
             yield
@@ -296,7 +298,8 @@ class DinoSSLModel(BaseModel):
 
     def _optimize(self, total: Tensor, optim_wrapper: OptimWrapper, iteration: int) -> None:
         optim_wrapper.backward(optim_wrapper.scale_loss(total))
-        _average_gradients(self.student)
+        if self.sync_gradients:
+            average_gradients(self.student)
         if iteration < self.freeze_last_layer_iters:
             self.student['dino_head'].cancel_last_layer_gradients()
             self._ibot_head(self.student).cancel_last_layer_gradients()
@@ -351,71 +354,3 @@ def export_teacher_backbone(source: Union[nn.Module, str, os.PathLike, dict],
         os.makedirs(out_dir, exist_ok=True)
     torch.save(state, os.fspath(out_path))
     return state
-
-
-
-def _rank_and_world() -> tuple:
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _average_gradients(module: nn.Module) -> None:
-    """Average the student's gradients over the processes (no-op in a single process).
-
-    ``DinoSSLModel.train_step`` runs the student itself (teacher targets, EMA and centres
-    around it), so it is wrapped by :class:`SSLDistributedWrapper`, not DDP, and synchronises
-    gradients here, after backward and before clipping and the step.
-    """
-    import torch.distributed as dist
-    _, world = _rank_and_world()
-    if world == 1:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-# mmengine's Runner looks wrapper types up in its root registry only (``MODEL_WRAPPERS.get``,
-# no scope switch), so this one registers there rather than in densedino's child registry.
-@MMENGINE_MODEL_WRAPPERS.register_module()
-class SSLDistributedWrapper(nn.Module):
-    """Multi-process wrapper for :class:`DinoSSLModel` (``model_wrapper_cfg`` of its configs).
-
-    mmengine's DDP wrapper runs its own train step (forward, loss, ``update_params``) and would
-    skip the teacher update, the centres and the last-layer freeze; this wrapper hands
-    ``train_step`` to the model, which averages the student's gradients over the processes
-    itself. At construction every rank takes rank 0's parameters and buffers, so all start
-    equal.
-
-    Args:
-        module: The ``DinoSSLModel``.
-    """
-
-    def __init__(self, module: nn.Module, **kwargs) -> None:
-        super().__init__()
-        self.module = module
-        import torch.distributed as dist
-        if _rank_and_world()[1] > 1:
-            for tensor in module.state_dict().values():
-                dist.broadcast(tensor, src=0)
-
-    def train_step(self, data, optim_wrapper: OptimWrapper) -> Dict[str, float]:
-        return self.module.train_step(data, optim_wrapper)
-
-    def val_step(self, data):
-        return self.module.val_step(data)
-
-    def test_step(self, data):
-        return self.module.test_step(data)
-
-    def forward(self, *args, **kwargs):
-        return self.module(*args, **kwargs)

@@ -20,25 +20,11 @@ References:
 from typing import Sequence, Union
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-
-
-def dist_ready() -> bool:
-    """True when a ``torch.distributed`` process group is initialised."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def all_reduce_(x: Tensor, op: str = 'sum') -> Tensor:
-    """In-place all-reduce (``op`` 'sum' or 'max') when distributed; the identity otherwise."""
-    if op not in ('sum', 'max'):
-        raise ValueError(f"op must be 'sum' or 'max', got {op!r}")
-    if dist_ready():
-        dist.all_reduce(x, op=dist.ReduceOp.SUM if op == 'sum' else dist.ReduceOp.MAX)
-    return x
+from ..distributed import all_reduce_
 
 
 @torch.no_grad()
