@@ -14,7 +14,7 @@ from .features import knn_eval_folders, labelled_folder
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BACKBONE_ATTRS = ('teacher_backbone', 'teacher.backbone')
+DEFAULT_BACKBONE_ATTRS = ('teacher_backbone', 'student_ema.backbone', 'teacher.backbone')
 
 
 def find_backbone(model: nn.Module, attr: Optional[str] = None,
@@ -79,7 +79,7 @@ class KNNMonitorHook(Hook):
         batch_size: Images per forward pass.
         num_workers: Image loading workers.
         backbone_attr: Dotted path of the teacher backbone in the (unwrapped) model; None tries
-            ``teacher_backbone`` then ``teacher.backbone``.
+            ``teacher_backbone``, ``student_ema.backbone`` (distillation), then ``teacher.backbone``.
     """
 
     priority = 'LOW'

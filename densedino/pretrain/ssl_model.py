@@ -14,6 +14,18 @@ only the global crops. One :meth:`DinoSSLModel.train_step`:
 5. EMA teacher update with a cosine momentum schedule (``base -> 1`` over ``max_iters``), then the
    centres are updated with this step's teacher logits.
 
+Two options extend the recipe:
+
+* Gram anchoring (DINOv3): from ``gram_start_iter`` a frozen *Gram teacher* backbone (a snapshot
+  of the EMA teacher taken then and refreshed every ``gram_update_interval`` iterations, or a
+  given checkpoint) sees the ``gram_crops`` (2x resolution when the augmentation makes them,
+  else the global crops); the MSE between its patch Gram matrices (bicubically resampled to the
+  student's grid) and the student's is added with a weight ramped linearly to
+  ``gram_loss_weight`` over ``gram_warmup_iters``.
+* Distillation (DINOv2): ``distill_teacher`` names a frozen pretrained model (backbone + heads
+  from a pretraining checkpoint) that gives the targets; the EMA of the student is kept as
+  ``student_ema`` and is what gets exported.
+
 The iteration and the number of iterations come from mmengine's ``MessageHub`` (``iter``,
 ``max_iters``), so schedules continue exactly after a resume; the centres are buffers and the
 teacher is a submodule, so both are in the checkpoint.
@@ -36,10 +48,12 @@ from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
 from ..models.backbones import create_backbone
+from ..models.backbones.checkpoint import CheckpointError, describe_mismatch, load_into, read_file
+from ..models.backbones.convert import fit_to_model, from_official_training
 from ..registry import MODELS
 from .distributed import average_gradients, rank_and_world
 from .heads import DINOHead
-from .losses import DINOLoss, KoLeoLoss, iBOTPatchLoss
+from .losses import DINOLoss, GramLoss, KoLeoLoss, downsample_gram_teacher_features, iBOTPatchLoss
 
 CENTERINGS = ('softmax', 'sinkhorn')
 
@@ -103,6 +117,17 @@ class DinoSSLModel(BaseModel):
         warmup_teacher_temp_iters: iterations of the linear temperature warmup.
         momentum_teacher: base EMA momentum, cosine-scheduled to 1 over ``max_iters``.
         freeze_last_layer_iters: iterations during which the heads' last layers do not train.
+        gram_loss_weight: final weight of the Gram anchoring loss (0 disables; DINOv3: 2.0).
+        gram_start_iter: first iteration with Gram anchoring (the Gram teacher is taken then).
+        gram_warmup_iters: iterations of the linear weight ramp from 0 after ``gram_start_iter``.
+        gram_update_interval: refresh the Gram teacher from the EMA teacher every this many
+            iterations after the start (0: never).
+        gram_teacher_checkpoint: backbone weights for the Gram teacher instead of the snapshot
+            (a pretraining checkpoint, an exported teacher, or an official file).
+        distill_teacher: ``dict(arch=..., checkpoint=..., backbone_overrides=..., head=...,
+            ibot_head=...)``: distil from this frozen model instead of an EMA teacher. The
+            checkpoint must hold the teacher's heads (a densedino pretraining checkpoint or an
+            official training checkpoint); its prototypes must number as the student's.
         data_preprocessor: defaults to :class:`MultiCropDataPreprocessor`.
         init_cfg: mmengine init config.
     """
@@ -115,7 +140,10 @@ class DinoSSLModel(BaseModel):
                  center_momentum: float = 0.9, centering: str = 'softmax',
                  teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
                  warmup_teacher_temp_iters: int = 0, momentum_teacher: float = 0.992,
-                 freeze_last_layer_iters: int = 0,
+                 freeze_last_layer_iters: int = 0, gram_loss_weight: float = 0.0,
+                 gram_start_iter: int = 0, gram_warmup_iters: int = 0,
+                 gram_update_interval: int = 0, gram_teacher_checkpoint: Optional[str] = None,
+                 distill_teacher: Optional[dict] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
@@ -125,12 +153,20 @@ class DinoSSLModel(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self._check_args(centering, n_global_crops, momentum_teacher, teacher_temp,
                          warmup_teacher_temp, dict(dino=dino_loss_weight, ibot=ibot_loss_weight,
-                                                   koleo=koleo_loss_weight))
+                                                   koleo=koleo_loss_weight, gram=gram_loss_weight))
+        for name, value in (('gram_start_iter', gram_start_iter),
+                            ('gram_warmup_iters', gram_warmup_iters),
+                            ('gram_update_interval', gram_update_interval)):
+            if value < 0:
+                raise ValueError(f'{name} must be >= 0, got {value}')
         self.arch = arch
         self.backbone_overrides = dict(backbone_overrides or {})
         self.n_global_crops = n_global_crops
         self.weights = dict(dino=dino_loss_weight, ibot=ibot_loss_weight,
-                            koleo=koleo_loss_weight)
+                            koleo=koleo_loss_weight, gram=gram_loss_weight)
+        self.gram_start_iter = gram_start_iter
+        self.gram_warmup_iters = gram_warmup_iters
+        self.gram_update_interval = gram_update_interval
         self.centering = centering
         self.teacher_temp = teacher_temp
         self.warmup_teacher_temp = warmup_teacher_temp
@@ -142,13 +178,30 @@ class DinoSSLModel(BaseModel):
         self.sync_gradients = True
         self._rng_seed = torch.initial_seed()  # set by the Runner's randomness before building
 
-        self.student = self._build_networks(drop_path_rate, head, ibot_head)
-        self.teacher = self._build_networks(0.0, head, ibot_head)
-        self.teacher.load_state_dict(self.student.state_dict())
-        self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self.student = self._build_networks(self.arch, self.backbone_overrides, drop_path_rate,
+                                            head, ibot_head)
+        ema = self._build_networks(self.arch, self.backbone_overrides, 0.0, head, ibot_head)
+        ema.load_state_dict(self.student.state_dict())
+        if distill_teacher is None:
+            self.teacher = _frozen(ema)
+        else:  # the frozen teacher gives the targets; the student's EMA is the exported model
+            self.student_ema = _frozen(ema)
+            self.teacher = _frozen(self._build_distill_teacher(distill_teacher, head, ibot_head))
         head_dim = self.student['dino_head'].last_layer.weight.shape[0]
         ibot_dim = self._ibot_head(self.student).last_layer.weight.shape[0]
+        for name, nets in (('dino_head', self.teacher), ('ibot_head', self.teacher)):
+            dim = (nets[name] if name in nets else nets['dino_head']).last_layer.weight.shape[0]
+            if dim != (head_dim if name == 'dino_head' else ibot_dim):
+                raise ValueError(f'distill_teacher {name} has {dim} prototypes, the student '
+                                 f'{head_dim if name == "dino_head" else ibot_dim}')
+        if gram_loss_weight > 0:
+            self.gram_teacher = _frozen(create_backbone(self.arch, **self.backbone_overrides))
+            # 1 once the Gram teacher holds weights (a buffer, so a resume knows)
+            self.register_buffer('gram_ready', torch.zeros((), dtype=torch.long))
+            if gram_teacher_checkpoint is not None:
+                load_backbone_weights(self.gram_teacher, gram_teacher_checkpoint, 'Gram teacher')
+                self.gram_ready.fill_(1)
+            self.gram_loss = GramLoss()
         self.dino_loss = DINOLoss(head_dim, student_temp, center_momentum)
         self.ibot_loss = iBOTPatchLoss(ibot_dim, student_temp, center_momentum)
         self.koleo_loss = KoLeoLoss()
@@ -168,15 +221,33 @@ class DinoSSLModel(BaseModel):
             if value < 0:
                 raise ValueError(f'{name}_loss_weight must be >= 0, got {value}')
 
-    def _build_networks(self, drop_path_rate: float, head: Optional[dict],
+    @staticmethod
+    def _build_networks(arch: str, overrides: dict, drop_path_rate: float, head: Optional[dict],
                         ibot_head: Optional[dict]) -> nn.ModuleDict:
-        backbone = create_backbone(self.arch, **{**self.backbone_overrides,
-                                                 'drop_path_rate': drop_path_rate})
+        backbone = create_backbone(arch, **{**overrides, 'drop_path_rate': drop_path_rate})
         nets = nn.ModuleDict(dict(backbone=backbone,
                                   dino_head=DINOHead(backbone.embed_dim, **(head or {}))))
         if ibot_head is not None:
             nets['ibot_head'] = DINOHead(backbone.embed_dim, **ibot_head)
         return nets.train()
+
+    def _build_distill_teacher(self, cfg: dict, head: Optional[dict],
+                               ibot_head: Optional[dict]) -> nn.ModuleDict:
+        cfg = dict(cfg)
+        unknown = set(cfg) - {'arch', 'checkpoint', 'backbone_overrides', 'head', 'ibot_head'}
+        if unknown or 'arch' not in cfg or 'checkpoint' not in cfg:
+            raise ValueError('distill_teacher needs arch and checkpoint (optional: '
+                             'backbone_overrides, head, ibot_head); got keys '
+                             f'{sorted(cfg)}')
+        nets = self._build_networks(cfg['arch'], dict(cfg.get('backbone_overrides') or {}), 0.0,
+                                    cfg.get('head', head), cfg.get('ibot_head', ibot_head))
+        load_ssl_networks(nets, cfg['checkpoint'])
+        return nets
+
+    @property
+    def ema(self) -> nn.ModuleDict:
+        """The EMA of the student: ``student_ema`` when distilling, else the teacher."""
+        return self.student_ema if hasattr(self, 'student_ema') else self.teacher
 
     @staticmethod
     def _ibot_head(nets: nn.ModuleDict) -> DINOHead:
@@ -185,7 +256,9 @@ class DinoSSLModel(BaseModel):
     def train(self, mode: bool = True) -> 'DinoSSLModel':
         """Set the student's mode; the teacher always stays in eval mode."""
         super().train(mode)
-        self.teacher.eval()
+        for name in ('teacher', 'student_ema', 'gram_teacher'):
+            if hasattr(self, name):
+                getattr(self, name).eval()
         return self
 
     # ------------------------------------------------------------- schedules
@@ -198,11 +271,26 @@ class DinoSSLModel(BaseModel):
         return int(iteration), int(max_iters or 0)
 
     def schedules(self, iteration: int, max_iters: int) -> Dict[str, float]:
-        """The teacher temperature and EMA momentum used at ``iteration``."""
-        return dict(teacher_temp=warmup_teacher_temp(iteration, self.warmup_teacher_temp,
-                                                     self.teacher_temp,
-                                                     self.warmup_teacher_temp_iters),
-                    momentum=cosine_momentum(self.momentum_teacher, iteration, max_iters))
+        """The teacher temperature, EMA momentum (and Gram weight) used at ``iteration``."""
+        out = dict(teacher_temp=warmup_teacher_temp(iteration, self.warmup_teacher_temp,
+                                                    self.teacher_temp,
+                                                    self.warmup_teacher_temp_iters),
+                   momentum=cosine_momentum(self.momentum_teacher, iteration, max_iters))
+        if self.weights['gram'] > 0:
+            out['gram_weight'] = gram_weight(iteration, self.weights['gram'],
+                                             self.gram_start_iter, self.gram_warmup_iters)
+        return out
+
+    @torch.no_grad()
+    def _refresh_gram_teacher(self, iteration: int) -> None:
+        """Take the Gram teacher from the EMA teacher at the start and every update interval."""
+        if self.weights['gram'] <= 0 or iteration < self.gram_start_iter:
+            return
+        since = iteration - self.gram_start_iter
+        due = self.gram_update_interval > 0 and since > 0 and since % self.gram_update_interval == 0
+        if not bool(self.gram_ready) or due:
+            self.gram_teacher.load_state_dict(self.ema['backbone'].state_dict())
+            self.gram_ready.fill_(1)
 
     @contextlib.contextmanager
     def _iteration_rng(self, iteration: int) -> Iterator[None]:
@@ -235,13 +323,15 @@ class DinoSSLModel(BaseModel):
     def _use_ibot(self, data: dict) -> bool:
         return self.weights['ibot'] > 0 and data.get('masks') is not None
 
-    def compute_losses(self, data: dict, teacher_temp: float) -> tuple:
-        """Weighted losses of one batch and the teacher logits (for the centre updates).
+    def compute_losses(self, data: dict, teacher_temp: float, gram: bool = False) -> tuple:
+        """Unweighted losses of one batch and the teacher logits (for the centre updates).
 
         Args:
             data: collated batch (``global_crops`` (n_global B, 3, G, G), ``local_crops``,
-                optionally ``masks`` (n_global B, h w), ``mask_indices``, ``masks_weight``).
+                optionally ``masks`` (n_global B, h w), ``mask_indices``, ``masks_weight``,
+                ``gram_crops``).
             teacher_temp: teacher temperature.
+            gram: add the Gram anchoring loss (needs the Gram teacher).
 
         Returns:
             (dict name -> unweighted scalar loss, dict of teacher logits).
@@ -267,7 +357,21 @@ class DinoSSLModel(BaseModel):
                 masks_weight=data.get('masks_weight'), n_images=len(g_cls))
         if self.weights['koleo'] > 0:
             losses['koleo'] = self.koleo_loss(list(g_cls.chunk(self.n_global_crops)))
+        if gram:
+            losses['gram'] = self._gram_loss(data, g_out['x_norm_patchtokens'])
         return losses, teacher
+
+    def _gram_loss(self, data: dict, student_patches: Tensor) -> Tensor:
+        crops = data.get('gram_crops')
+        crops = data['global_crops'] if crops is None or not crops.numel() else crops
+        with torch.no_grad():
+            feats = self.gram_teacher.forward_features(crops)['x_norm_patchtokens']
+        patch = self.student['backbone'].patch_size
+        grid = (data['global_crops'].shape[-2] // patch, data['global_crops'].shape[-1] // patch)
+        t_grid = (crops.shape[-2] // patch, crops.shape[-1] // patch)
+        if t_grid != grid:
+            feats = downsample_gram_teacher_features(feats.unflatten(1, t_grid), grid)
+        return self.gram_loss(student_patches, feats)
 
     def train_step(self, data: Union[dict, tuple, list],
                    optim_wrapper: OptimWrapper) -> Dict[str, float]:
@@ -278,16 +382,19 @@ class DinoSSLModel(BaseModel):
         """
         iteration, max_iters = self._progress()
         sched = self.schedules(iteration, max_iters)
+        self._refresh_gram_teacher(iteration)
+        use_gram = sched.get('gram_weight', 0.0) > 0
         data = self.data_preprocessor(data, True)
         with optim_wrapper.optim_context(self), self._iteration_rng(iteration):
-            losses, teacher = self.compute_losses(data, sched['teacher_temp'])
-        total = sum(self.weights[k] * v for k, v in losses.items())
+            losses, teacher = self.compute_losses(data, sched['teacher_temp'], gram=use_gram)
+        weights = {**self.weights, 'gram': sched.get('gram_weight', 0.0)}
+        total = sum(weights[k] * v for k, v in losses.items())
         if not isinstance(total, Tensor) or not torch.isfinite(total):
             parts = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
             raise FloatingPointError(f'non-finite loss at iteration {iteration}: {parts}; '
                                      'the last checkpoint is intact')
         self._optimize(total, optim_wrapper, iteration)
-        ema_update_(self.teacher, self.student, sched['momentum'])
+        ema_update_(self.ema, self.student, sched['momentum'])
         self.dino_loss.update_center(teacher['cls_logits'])
         if 'patch_logits' in teacher:
             self.ibot_loss.update_center(teacher['patch_logits'])
@@ -309,11 +416,11 @@ class DinoSSLModel(BaseModel):
 
     def forward(self, inputs: Any = None, data_samples: Any = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor]]:
-        """``mode='tensor'``: teacher CLS features (B, D) of ``inputs`` (B, 3, H, W)."""
+        """``mode='tensor'``: EMA-model CLS features (B, D) of ``inputs`` (B, 3, H, W)."""
         if mode != 'tensor':
             raise NotImplementedError(f'DinoSSLModel supports mode="tensor" only, got {mode!r}')
         with torch.no_grad():
-            return self.teacher['backbone'].forward_features(inputs)['x_norm_clstoken']
+            return self.ema['backbone'].forward_features(inputs)['x_norm_clstoken']
 
     def val_step(self, data: Any) -> List[Any]:
         """Not used: monitor pretraining with the k-NN hook instead."""
@@ -326,15 +433,82 @@ def _teacher_backbone_state(source: Union[nn.Module, str, os.PathLike, dict]) ->
     if isinstance(source, nn.Module):
         module = getattr(source, 'module', source)  # unwrap DDP
         return {k: v.detach().cpu().clone()
-                for k, v in module.teacher['backbone'].state_dict().items()}
+                for k, v in module.ema['backbone'].state_dict().items()}
     ckpt = source if isinstance(source, dict) else torch.load(
         os.fspath(source), map_location='cpu', weights_only=False)
     state = ckpt.get('state_dict', ckpt)
-    prefix = 'teacher.backbone.'
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not out:
-        raise KeyError(f'no {prefix}* keys in the checkpoint (is it a DinoSSLModel checkpoint?)')
-    return out
+    for prefix in ('student_ema.backbone.', 'teacher.backbone.'):  # distilled: the student's EMA
+        out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if out:
+            return out
+    raise KeyError('no teacher.backbone.* keys in the checkpoint (is it a DinoSSLModel checkpoint?)')
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def gram_weight(iteration: int, weight: float, start: int, warmup_iters: int) -> float:
+    """Gram loss weight: 0 before ``start``, then linear to ``weight`` over ``warmup_iters``."""
+    if iteration < start:
+        return 0.0
+    if warmup_iters <= 0:
+        return weight
+    return weight * min(1.0, (iteration - start + 1) / warmup_iters)
+
+
+def _ssl_state(path: str) -> Dict[str, Tensor]:
+    """The teacher networks' weights (``backbone.*``, ``dino_head.*``, ``ibot_head.*``) of a
+    densedino pretraining checkpoint or an official DINO/DINOv2 training checkpoint."""
+    raw = read_file(os.fspath(path))
+    if isinstance(raw, dict) and isinstance(raw.get('teacher'), dict):  # official DINO / DINOv2
+        return raw['teacher']
+    state = raw.get('state_dict', raw.get('model', raw)) if isinstance(raw, dict) else {}
+    for prefix in ('student_ema.', 'teacher.'):
+        out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if out:
+            return out
+    return {}
+
+
+def load_backbone_weights(backbone: nn.Module, path: str, name: str) -> None:
+    """Load a backbone from a pretraining checkpoint's teacher, or any file ``create_backbone``
+    reads (exported teacher, official hub file, Hugging Face directory)."""
+    state = _ssl_state(path) if os.path.isfile(os.fspath(path)) else {}
+    if not any(k.startswith('backbone.') for k in state):
+        load_into(backbone, os.fspath(path), name=name)
+        return
+    sd = fit_to_model(from_official_training(state), backbone.state_dict())
+    problems = describe_mismatch(sd, backbone.state_dict())
+    if problems:
+        raise CheckpointError(f'checkpoint {path} does not fit the {name}: {problems}')
+    backbone.load_state_dict(sd)
+
+
+def load_ssl_networks(nets: nn.ModuleDict, path: str) -> None:
+    """Load backbone and heads of a pretraining teacher into ``nets`` (strict, one-line errors).
+
+    Raises:
+        CheckpointError: unreadable file, no heads in it, or shapes that do not fit.
+    """
+    state = _ssl_state(path)
+    if not any(k.startswith('dino_head.') for k in state):
+        raise CheckpointError(f'checkpoint {path} holds no dino_head.* weights: distillation '
+                              'needs the teacher\'s heads (a pretraining checkpoint, not an '
+                              'exported backbone)')
+    load_backbone_weights(nets['backbone'], path, 'distillation teacher backbone')
+    for name, head in nets.items():
+        if name == 'backbone':
+            continue
+        prefix = f'{name}.' if any(k.startswith(f'{name}.') for k in state) else 'dino_head.'
+        sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            head.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()
+            raise CheckpointError(f'checkpoint {path}: {prefix}* does not fit the teacher\'s '
+                                  f'{name}: {" ".join(line.strip() for line in first[1:3])}') from None
 
 
 def export_teacher_backbone(source: Union[nn.Module, str, os.PathLike, dict],

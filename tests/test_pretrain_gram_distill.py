@@ -1,0 +1,181 @@
+"""DinoSSLModel options beyond DINOv2's recipe: Gram anchoring (DINOv3) and distillation."""
+import pytest
+import torch
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
+
+from densedino import create_backbone
+from densedino.models.backbones.checkpoint import CheckpointError
+from densedino.pretrain import collate_multicrop, export_teacher_backbone
+from densedino.pretrain.ssl_model import gram_weight
+from densedino.registry import MODELS
+
+from .test_pretrain_model import HEAD, TINY, _batch, _cfg, _losses, _model_cfg
+
+BIG = dict(depth=2, embed_dim=48, num_heads=3, img_size=56)
+
+
+def _at(iteration: int, max_iters: int = 10) -> None:
+    hub = MessageHub.get_current_instance()
+    hub.update_info('iter', iteration)
+    hub.update_info('max_iters', max_iters)
+
+
+def _build(**kwargs):
+    _at(0)
+    torch.manual_seed(0)
+    model = MODELS.build(_model_cfg(**kwargs))
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3),
+                           clip_grad=dict(max_norm=3.0))
+    return model, wrapper
+
+
+def test_gram_weight_schedule():
+    assert [gram_weight(i, 2.0, 3, 4) for i in range(9)] == [0, 0, 0, 0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    assert gram_weight(5, 2.0, 5, 0) == 2.0
+
+
+def test_gram_loss_is_zero_against_itself_and_uses_the_2x_crops():
+    model, _ = _build(gram_loss_weight=1.0, drop_path_rate=0.0)
+    model._refresh_gram_teacher(0)  # snapshot of the (still identical) EMA teacher
+    assert int(model.gram_ready) == 1
+    batch = _batch(model)
+    batch.pop('masks')  # unmasked student crops: identical features to the Gram teacher's
+    with torch.no_grad():
+        losses, _ = model.compute_losses(batch, 0.04, gram=True)
+    assert losses['gram'].item() == pytest.approx(0.0, abs=1e-10)
+
+    # 2x crops: the teacher's 8x8 grid is resampled to the student's 4x4 before the Gram matrix
+    batch['gram_crops'] = torch.nn.functional.interpolate(batch['global_crops'], scale_factor=2.0,
+                                                          mode='bilinear', align_corners=False)
+    with torch.no_grad():
+        losses, _ = model.compute_losses(batch, 0.04, gram=True)
+    assert 0 < losses['gram'].item() < 4  # entries of two cosine matrices differ by at most 2
+
+
+def test_gram_teacher_snapshot_refresh_and_weighted_total():
+    model, wrapper = _build(gram_loss_weight=2.0, gram_start_iter=1, gram_warmup_iters=2,
+                            gram_update_interval=2)
+    batch = _batch(model)
+    logs = []
+    for it in range(5):
+        _at(it)
+        before = {k: v.clone() for k, v in model.teacher['backbone'].state_dict().items()}
+        logs.append(model.train_step(batch, wrapper))
+        gram = model.gram_teacher.state_dict()
+        if it in (1, 3):  # taken at the start, refreshed every 2 iterations: the EMA teacher then
+            assert all(torch.equal(gram[k], before[k]) for k in gram)
+        elif it > 1:
+            assert not all(torch.equal(gram[k], model.teacher['backbone'].state_dict()[k])
+                           for k in gram)
+    assert 'gram' not in logs[0] and [log['gram_weight'] for log in logs] == [0, 1, 2, 2, 2]
+    parts = ('dino', 'ibot', 'koleo')
+    for log in logs[1:]:
+        expected = sum(log[k] * w for k, w in zip(parts, (1.0, 1.0, 0.1))) + log['gram_weight'] * log['gram']
+        assert log['loss'] == pytest.approx(expected, rel=1e-5)
+    assert not any(p.requires_grad for p in model.gram_teacher.parameters())
+
+
+def test_gram_runner_resume_is_exact(tmp_path):
+    model = dict(gram_loss_weight=2.0, gram_start_iter=1, gram_warmup_iters=2)
+    cfg = _cfg(tmp_path / 'a', **model)
+    cfg.train_dataloader.dataset.transform['gram_size'] = 112  # 2x the global crops
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    losses = _losses(runner)
+    assert int(runner.model.gram_ready) == 1
+    assert 'train/gram' in runner.message_hub.log_scalars
+
+    cfg = _cfg(tmp_path / 'b', **model)
+    cfg.train_dataloader.dataset.transform['gram_size'] = 112
+    cfg.resume, cfg.load_from = True, str(tmp_path / 'a' / 'work' / 'iter_4.pth')
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    assert _losses(resumed)[-1:] == pytest.approx(losses[-1:], rel=1e-5, abs=1e-6)
+
+
+def test_gram_teacher_from_an_exported_backbone(tmp_path):
+    source = create_backbone('dinov2_vits14', **TINY)
+    torch.save(source.state_dict(), tmp_path / 'gram.pth')
+    model, _ = _build(gram_loss_weight=1.0, gram_teacher_checkpoint=str(tmp_path / 'gram.pth'))
+    assert int(model.gram_ready) == 1
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.gram_teacher.state_dict()[k], v)
+    model._refresh_gram_teacher(0)  # a given Gram teacher is not replaced by the snapshot
+    assert torch.equal(model.gram_teacher.state_dict()['cls_token'], source.state_dict()['cls_token'])
+
+
+def _teacher_checkpoint(tmp_path, official: bool = False) -> str:
+    """A pretraining checkpoint of a bigger model (as densedino or official DINOv2 writes it)."""
+    torch.manual_seed(1)
+    big = MODELS.build(_model_cfg(backbone_overrides=BIG))
+    path = str(tmp_path / ('official.pth' if official else 'big.pth'))
+    if official:
+        state = {k[len('teacher.'):]: v for k, v in big.state_dict().items()
+                 if k.startswith('teacher.')}
+        for key in [k for k in state if k.endswith('last_layer.weight')]:  # weight_norm pair
+            state[key[:-len('weight')] + 'weight_v'] = state.pop(key)
+            state[key[:-len('weight')] + 'weight_g'] = torch.ones(HEAD['n_prototypes'], 1)
+        torch.save({'teacher': state}, path)
+    else:
+        torch.save({'meta': {}, 'state_dict': big.state_dict()}, path)
+    return path, big
+
+
+@pytest.mark.parametrize('official', [False, True])
+def test_distillation_loads_the_frozen_teacher_and_exports_the_student_ema(tmp_path, official):
+    path, big = _teacher_checkpoint(tmp_path, official)
+    distill = dict(arch='dinov2_vits14', checkpoint=path, backbone_overrides=BIG)
+    model, wrapper = _build(distill_teacher=distill)
+    reference = big.teacher.state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in model.teacher.state_dict().items())
+    assert model.teacher['backbone'].embed_dim == 48 and model.student['backbone'].embed_dim == 32
+
+    batch = _batch(model)
+    ema_before = model.student_ema['backbone'].blocks[0].attn.qkv.weight.clone()
+    first = [model.train_step(batch, wrapper) for _ in range(1)][0]
+    for it in range(1, 12):
+        _at(it)
+        last = model.train_step(batch, wrapper)
+    # the frozen teacher never moves; the student's EMA does
+    assert all(torch.equal(v, reference[k]) for k, v in model.teacher.state_dict().items())
+    assert not torch.equal(ema_before, model.student_ema['backbone'].blocks[0].attn.qkv.weight)
+    assert last['dino'] < first['dino']  # the student learns the teacher's assignments
+
+    exported = export_teacher_backbone(model, tmp_path / 'student.pth')
+    assert exported['cls_token'].shape[-1] == 32
+    assert torch.equal(exported['cls_token'], model.student_ema['backbone'].cls_token)
+    ckpt = {'state_dict': model.state_dict()}
+    assert torch.equal(export_teacher_backbone(ckpt, tmp_path / 's2.pth')['pos_embed'],
+                       model.student_ema['backbone'].pos_embed)
+    loaded = create_backbone('dinov2_vits14', checkpoint=str(tmp_path / 'student.pth'), **TINY)
+    assert torch.equal(loaded.cls_token, model.student_ema['backbone'].cls_token)
+
+
+def test_distillation_errors_name_the_problem(tmp_path):
+    path, _ = _teacher_checkpoint(tmp_path)
+    backbone_only = tmp_path / 'backbone.pth'
+    torch.save(create_backbone('dinov2_vits14', **BIG).state_dict(), backbone_only)
+    with pytest.raises(CheckpointError, match='no dino_head'):
+        _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=str(backbone_only),
+                                    backbone_overrides=BIG))
+    with pytest.raises(CheckpointError, match='does not fit'):  # wrong teacher architecture
+        _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=path,
+                                    backbone_overrides=dict(BIG, embed_dim=64, num_heads=4)))
+    with pytest.raises(CheckpointError, match='dino_head'):  # prototypes differ
+        _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=path, backbone_overrides=BIG,
+                                    head=dict(HEAD, n_prototypes=32)))
+    with pytest.raises(ValueError, match='arch and checkpoint'):
+        _build(distill_teacher=dict(checkpoint=path))
+    with pytest.raises(CheckpointError, match='does not exist'):
+        _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=str(tmp_path / 'nope.pth')))
+
+
+def test_collate_keeps_gram_crops_crop_major():
+    samples = [dict(global_crops=[torch.full((3, 28, 28), float(10 * i + c)) for c in range(2)],
+                    local_crops=[], gram_crops=[torch.full((3, 56, 56), float(10 * i + c))
+                                                for c in range(2)], seed=i) for i in range(3)]
+    batch = collate_multicrop(samples)
+    assert batch['gram_crops'].shape == (6, 3, 56, 56)
+    assert batch['gram_crops'][:, 0, 0, 0].tolist() == batch['global_crops'][:, 0, 0, 0].tolist()
