@@ -179,3 +179,35 @@ def test_collate_keeps_gram_crops_crop_major():
     batch = collate_multicrop(samples)
     assert batch['gram_crops'].shape == (6, 3, 56, 56)
     assert batch['gram_crops'][:, 0, 0, 0].tolist() == batch['global_crops'][:, 0, 0, 0].tolist()
+
+
+def test_layer_decay_reaches_the_student_backbone_only():
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    init_default_scope('densedino')
+    model, _ = _build(gram_loss_weight=1.0)
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.04),
+        constructor='LayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(num_layers=2, layer_decay_rate=0.9, patch_embed_lr_mult=0.2,
+                           backbone_prefix='student.backbone.')))
+    lr_of = {id(p): g['lr'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    wd_of = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups for p in g['params']}
+    names = dict(model.named_parameters())
+    assert set(lr_of) == {id(p) for p in model.student.parameters()}  # no teacher, no Gram teacher
+    expected = {'student.backbone.patch_embed.proj.weight': 1e-3 * 0.9 ** 3 * 0.2,
+                'student.backbone.cls_token': 1e-3 * 0.9 ** 3,
+                'student.backbone.blocks.0.attn.qkv.weight': 1e-3 * 0.9 ** 2,
+                'student.backbone.blocks.1.mlp.fc1.weight': 1e-3 * 0.9,
+                'student.backbone.norm.weight': 1e-3,
+                'student.dino_head.mlp.0.weight': 1e-3}
+    for name, lr in expected.items():
+        assert lr_of[id(names[name])] == pytest.approx(lr), name
+    assert wd_of[id(names['student.backbone.blocks.0.ls1.gamma'])] == 0.0
+    assert wd_of[id(names['student.backbone.blocks.0.attn.qkv.bias'])] == 0.0
+    assert wd_of[id(names['student.dino_head.last_layer.weight'])] == 0.04
+    with pytest.raises(KeyError, match='backbone_prefx'):
+        build_optim_wrapper(model, dict(
+            type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3),
+            constructor='LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=dict(num_layers=2, backbone_prefx='student.backbone.')))

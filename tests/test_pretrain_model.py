@@ -154,14 +154,61 @@ def test_export_teacher_loads_strictly(trained, tmp_path):
                           teacher.forward_features(x)['x_norm_clstoken'])
 
 
-@pytest.mark.parametrize('name', ['synthetic_vits', 'dinov2_vits14'])
-def test_pretrain_configs_build(name):
+PRETRAIN_CONFIGS = {  # name: (arch, blocks, prototypes, layer-wise decay)
+    'synthetic_vits': ('dinov2_vits14', 4, 4096, False),
+    'dinov1_vits16': ('dino_vits16', 12, 65536, False),
+    'dinov2_vits14': ('dinov2_vits14', 12, 65536, True),
+    'dinov2_vitl14': ('dinov2_vitl14', 24, 65536, True),
+    'dinov3_vits16_gram': ('dinov3_vits16', 12, 65536, True),
+    'distill_vits14_from_vitl14': ('dinov2_vits14', 12, 65536, True),
+}
+
+
+def test_every_pretrain_config_is_tested():
+    import glob
     import os.path as osp
     repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    found = {osp.splitext(osp.basename(p))[0]
+             for p in glob.glob(osp.join(repo, 'configs', 'pretrain', '*.py'))}
+    assert found == set(PRETRAIN_CONFIGS)
+
+
+@pytest.mark.parametrize('name', sorted(PRETRAIN_CONFIGS))
+def test_pretrain_configs_build(name, tmp_path):
+    """Each config builds its model (on the meta device: no memory), optimiser and pipeline."""
+    import os.path as osp
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    from densedino.pretrain.augment import MultiCropAugmentation
+    init_default_scope('densedino')
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
     cfg = Config.fromfile(osp.join(repo, 'configs', 'pretrain', f'{name}.py'))
-    model = MODELS.build(cfg.model)
-    assert isinstance(model, DinoSSLModel)
+    arch, depth, prototypes, layer_decay = PRETRAIN_CONFIGS[name]
+    distill = cfg.model.get('distill_teacher')
+    if distill:  # a small stand-in for the teacher checkpoint, built from the same config
+        small = dict(depth=2, embed_dim=32, num_heads=2, img_size=224)
+        tiny = copy.deepcopy(cfg.model)
+        tiny.update(arch=distill['arch'], backbone_overrides=small, distill_teacher=None,
+                    head=dict(cfg.model.head, n_prototypes=64, hidden_dim=32, bottleneck_dim=16))
+        torch.save({'state_dict': MODELS.build(tiny).state_dict()}, tmp_path / 'teacher.pth')
+        distill.update(checkpoint=str(tmp_path / 'teacher.pth'), backbone_overrides=small)
+        cfg.model.head = tiny.head
+        prototypes = 64
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert isinstance(model, DinoSSLModel) and model.arch == arch
+    assert len(model.student['backbone'].blocks) == depth
+    assert model.student['dino_head'].last_layer.weight.shape[0] == prototypes
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    lrs = {g['lr'] for g in wrapper.optimizer.param_groups}
+    assert (len(lrs) > 1) == layer_decay
     assert cfg.train_dataloader.collate_fn.type == 'collate_multicrop'
+    transform = dict(cfg.train_dataloader.dataset.transform)
+    transform.pop('type', None)
+    crops = MultiCropAugmentation(**transform)
+    assert crops.global_size % model.student['backbone'].patch_size == 0
+    assert cfg.train_dataloader.collate_fn.get('patch_size', 14) == model.student['backbone'].patch_size \
+        or 'mask_generator' not in cfg.train_dataloader.collate_fn
 
 
 AGREEMENT_HOOK = '''

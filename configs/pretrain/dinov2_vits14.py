@@ -1,10 +1,12 @@
 # DINOv2 ViT-S/14 pretraining recipe on ImageNet-1k (REFERENCE section 8), in config form: built by
-# the tests, meant for 8+ GPUs (torchrun ... tools/train.py CONFIG --launcher pytorch).
-# Batch 1024 total (8 x 128); epoch = 1,250 iterations; 100 epochs.
+# the tests, meant for 8+ GPUs (torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch).
+# Batch 1024 total (8 x 128); epoch = 1,250 iterations; 100 epochs. DINO + iBOT (shared head) +
+# KoLeo, softmax centering, layer-wise lr decay 0.9 with the patch embedding at x0.2.
 _base_ = ['../_base_/default_runtime.py']
 epoch_iters = 1250
 max_iters = 100 * epoch_iters
 batch_size = 128  # per GPU
+num_layers = 12
 model = dict(
     type='DinoSSLModel', arch='dinov2_vits14', backbone_overrides=dict(img_size=224),
     drop_path_rate=0.3,
@@ -27,11 +29,15 @@ optim_wrapper = dict(
     type='OptimWrapper', clip_grad=dict(max_norm=3.0),
     # 4e-3 x sqrt(B / 1024) with B = 1024
     optimizer=dict(type='AdamW', lr=4e-3, betas=(0.9, 0.999), weight_decay=0.04),
-    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0))
+    # no weight decay on biases, norms, LayerScale and tokens
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(num_layers=num_layers, layer_decay_rate=0.9, patch_embed_lr_mult=0.2,
+                       backbone_prefix='student.backbone.'))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-4, by_epoch=False, begin=0, end=10 * epoch_iters),
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=False, begin=10 * epoch_iters,
          end=max_iters),
+    # weight decay cosine 0.04 -> 0.4; a ratio keeps the groups without decay at 0
     dict(type='CosineAnnealingParamScheduler', param_name='weight_decay', eta_min_ratio=10.0,
          by_epoch=False, begin=0, end=max_iters),
 ]

@@ -4,6 +4,10 @@ Block i of the backbone gets ``lr * decay ** (num_layers + 1 - (i + 1))``: the e
 the smallest rate, the last block ``lr * decay``, and everything outside the backbone (heads,
 the final norm) the full rate. One-dimensional parameters (biases, norms, LayerScale) and tokens
 get no weight decay.
+
+``backbone_prefix`` names where the backbone sits in the model: ``'backbone.'`` in the segmentors
+and depth estimators, ``'student.backbone.'`` in :class:`~densedino.pretrain.DinoSSLModel` (its
+teacher does not train, so it never reaches the optimizer).
 """
 import re
 from typing import List, Optional
@@ -36,7 +40,8 @@ def layer_id(name: str, num_layers: int, prefix: str = 'backbone.') -> int:
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """``paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.9, patch_embed_lr_mult=1.0)``.
+    """``paramwise_cfg=dict(num_layers=12, layer_decay_rate=0.9, patch_embed_lr_mult=1.0,
+    backbone_prefix='backbone.')``.
 
     Only parameters that require grad are handed to the optimizer, so a frozen backbone
     contributes nothing.
@@ -48,12 +53,19 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         num_layers = cfg['num_layers']
         decay = cfg.get('layer_decay_rate', 1.0)
         patch_mult = cfg.get('patch_embed_lr_mult', 1.0)
+        backbone_prefix = cfg.get('backbone_prefix', 'backbone.')
+        unknown = set(cfg) - {'num_layers', 'layer_decay_rate', 'patch_embed_lr_mult',
+                              'backbone_prefix'}
+        if unknown:
+            raise KeyError(f'unknown paramwise_cfg keys for LayerDecayOptimWrapperConstructor: '
+                           f'{sorted(unknown)} (known: num_layers, layer_decay_rate, '
+                           'patch_embed_lr_mult, backbone_prefix)')
         base_lr, base_wd = self.base_lr, self.base_wd or 0.0
         groups = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            lid = layer_id(name, num_layers)
+            lid = layer_id(name, num_layers, backbone_prefix)
             no_decay = param.ndim == 1 or any(n in name for n in _NO_DECAY_NAMES)
             scale = decay ** (num_layers + 1 - lid)
             if 'patch_embed' in name:

@@ -4,14 +4,34 @@
 the student's backward), so it is not wrapped by DDP: its configs set
 ``model_wrapper_cfg = dict(type='SSLDistributedWrapper')`` and the model averages the student's
 gradients with :func:`average_gradients` after backward.
+
+For models too large to replicate, ``SSLDistributedWrapper(fsdp=...)`` shards the networks with
+PyTorch's FSDP2 (``torch.distributed.fsdp.fully_shard``) instead, and
+:class:`FSDPCheckpointHook` gathers the shards so that checkpoints hold plain full tensors.
 """
-from typing import Dict
+import contextlib
+import re
+import warnings
+from collections import defaultdict
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
 import torch.distributed as dist
+from mmengine.hooks import CheckpointHook
 from mmengine.optim import OptimWrapper
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from torch import Tensor, nn
+
+from ..registry import HOOKS
+
+#: Options of ``SSLDistributedWrapper(fsdp=dict(...))`` and their defaults.
+FSDP_DEFAULTS = dict(reshard_after_forward=True, mixed_precision=None)
+#: ``mixed_precision`` values: the dtype of the unsharded parameters in forward and backward.
+MIXED_PRECISIONS = {None: None, 'bf16': torch.bfloat16}
+#: Networks of a ``DinoSSLModel`` that are sharded (those present); the student is trained.
+SHARDED_NETWORKS = ('student', 'teacher', 'student_ema', 'gram_teacher')
+#: Backbone methods besides ``forward`` that run the backbone's own parameters.
+FORWARD_METHODS = ('forward_features', 'get_intermediate_layers')
 
 
 def dist_ready() -> bool:

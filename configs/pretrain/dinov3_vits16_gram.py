@@ -1,0 +1,18 @@
+# DINOv3-style recipe for ViT-S/16 (REFERENCE section 8; not the 7B schedule): RoPE backbone,
+# separate DINO and iBOT heads, Sinkhorn-Knopp centering, KoLeo, and Gram anchoring in a last
+# refinement phase: from gram_start_iter a frozen Gram teacher (the EMA teacher then, refreshed
+# every 10k iterations) sees the global crops at 2x resolution and anchors the student's patch
+# similarities, the weight ramping to 2.0. Global crops 256, local 112 (16x16 / 7x7 patch grids).
+_base_ = ['./dinov2_vits14.py']
+epoch_iters = 1250
+max_iters = 100 * epoch_iters
+model = dict(
+    arch='dinov3_vits16', backbone_overrides=dict(img_size=256), drop_path_rate=0.1,
+    ibot_head=dict(_delete_=True, n_prototypes=65536, hidden_dim=2048, bottleneck_dim=256,
+                   n_layers=3),
+    centering='sinkhorn',
+    gram_loss_weight=2.0, gram_start_iter=80 * epoch_iters, gram_warmup_iters=2 * epoch_iters,
+    gram_update_interval=10_000)
+train_dataloader = dict(
+    dataset=dict(transform=dict(global_size=256, local_size=112, gram_size=512)),
+    collate_fn=dict(patch_size=16))
