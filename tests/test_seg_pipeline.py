@@ -139,7 +139,7 @@ def test_every_config_builds():
     assert built == len(paths) == EXPECTED_CONFIGS
 
 
-EXPECTED_CONFIGS = 20
+EXPECTED_CONFIGS = 21
 
 
 def test_bad_inputs_give_one_line_errors(ade_root, tmp_path):
