@@ -225,7 +225,7 @@ def _malloc_trim() -> None:
         libc.malloc_trim(0)
 
 
-def _mmap_large_allocations(threshold: int = 64 * 1024) -> None:
+def mmap_large_allocations(threshold: int = 64 * 1024) -> None:
     """Make glibc mmap (and on free, unmap) every allocation >= ``threshold`` bytes."""
     libc = _libc()
     if libc is not None:
@@ -318,7 +318,7 @@ def measure_memory(fns: Dict[str, Callable], x: torch.Tensor, device: torch.devi
     """
     from torch.profiler import ProfilerActivity, profile
     if device.type == 'cpu':
-        _mmap_large_allocations()  # after the timing loop: it changes allocation costs
+        mmap_large_allocations()  # after the timing loop: it changes allocation costs
     peaks = {}
     for k, fn in fns.items():
         alloc = None
@@ -383,9 +383,13 @@ def machine_info(device: torch.device) -> Dict:
             cpu = next(ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name'))
     except (OSError, StopIteration):
         pass
-    import transformers
+    try:
+        import transformers
+        hf_version = transformers.__version__
+    except ImportError:  # only the HF comparison needs it
+        hf_version = None
     info = {'cpu': cpu, 'logical_cpus': os.cpu_count(), 'torch_threads': torch.get_num_threads(),
-            'torch': torch.__version__, 'transformers': transformers.__version__,
+            'torch': torch.__version__, 'transformers': hf_version,
             'cpu_capability': torch.backends.cpu.get_cpu_capability(),
             'python': platform.python_version()}
     if device.type == 'cuda':
