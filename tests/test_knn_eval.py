@@ -186,3 +186,25 @@ def test_extract_cls_features_convnext_pooled_norm():
     image = np.random.default_rng(2).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     feats = extract_cls_features(convnext, [image, image[::-1]], size=64, resize=72)
     assert feats.shape == (2, 32) and torch.isfinite(feats).all()
+
+
+def test_hook_at_start_evaluates_the_initialisation_once(colour_folders):
+    model = nn.Module()
+    model.teacher = nn.Module()
+    model.teacher.backbone = MeanColour()
+    hook = HOOKS.build(dict(type='KNNMonitorHook', interval=5, ks=(1,), at_start=True,
+                            **colour_folders, **SIZES))
+    runner = _runner(model, 'knn_hook_start_test')
+    hook.before_train(runner)
+    hook.before_train_iter(runner, 0)
+    assert len(runner.message_hub.get_scalar('knn/top1_k1').data[0]) == 1
+    runner.iter = 1
+    hook.before_train_iter(runner, 1)
+    assert len(runner.message_hub.get_scalar('knn/top1_k1').data[0]) == 1
+
+    resumed = HOOKS.build(dict(type='KNNMonitorHook', interval=5, ks=(1,), at_start=True,
+                               **colour_folders, **SIZES))
+    runner = _runner(model, 'knn_hook_resume_test')
+    runner.iter = 3  # a resumed run does not re-evaluate the initialisation
+    resumed.before_train_iter(runner, 0)
+    assert 'knn/top1_k1' not in runner.message_hub.log_scalars

@@ -53,7 +53,9 @@ class KNNMonitorHook(Hook):
     :func:`~densedino.pretrain.features.extract_cls_features` and classified by the weighted
     cosine vote of :func:`~densedino.pretrain.knn.knn_accuracy`. Each ``k`` gives a scalar
     ``knn/top1_k{k}`` (percent) in ``runner.message_hub``, a visualizer scalar at the current
-    iteration and a log line. It also runs after the last iteration (unless it just ran).
+    iteration and a log line. It also runs after the last iteration (unless it just ran), and with
+    ``at_start`` before the first one (not on a resume): the initialisation's accuracy, the
+    reference a pretraining run has to beat.
 
     Only the main process (rank 0) computes; other ranks skip without synchronising. That is
     right for replicated teachers (single process, DDP); a sharded (FSDP) teacher needs every
@@ -80,6 +82,7 @@ class KNNMonitorHook(Hook):
         num_workers: Image loading workers.
         backbone_attr: Dotted path of the teacher backbone in the (unwrapped) model; None tries
             ``teacher_backbone``, ``student_ema.backbone`` (distillation), then ``teacher.backbone``.
+        at_start: Also evaluate before the first iteration of a run that starts from 0.
     """
 
     priority = 'LOW'
@@ -87,7 +90,7 @@ class KNNMonitorHook(Hook):
     def __init__(self, *, train_dir: str, train_labels: str, val_dir: str, val_labels: str,
                  interval: int = 1000, ks: Sequence[int] = (10, 20), temperature: float = 0.07,
                  size: int = 224, resize: int = 256, batch_size: int = 64, num_workers: int = 0,
-                 backbone_attr: Optional[str] = None) -> None:
+                 backbone_attr: Optional[str] = None, at_start: bool = False) -> None:
         if interval < 1:
             raise ValueError(f'interval must be >= 1, got {interval}')
         if not ks or min(ks) < 1 or temperature <= 0:
@@ -101,6 +104,7 @@ class KNNMonitorHook(Hook):
         self.extract_args = dict(size=size, resize=resize, batch_size=batch_size,
                                  num_workers=num_workers)
         self.backbone_attr = backbone_attr
+        self.at_start = at_start
         self._last_iter = -1
 
     def before_train(self, runner) -> None:
@@ -111,6 +115,10 @@ class KNNMonitorHook(Hook):
         labelled_folder(f['train_dir'], f['train_labels'])
         labelled_folder(f['val_dir'], f['val_labels'])
         find_backbone(runner.model, self.backbone_attr)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.at_start and runner.iter == 0 and self._last_iter < 0:
+            self.evaluate(runner, 0)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if self.every_n_train_iters(runner, self.interval):
