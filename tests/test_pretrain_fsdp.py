@@ -24,11 +24,15 @@ from densedino.registry import HOOKS
 
 @HOOKS.register_module()
 class DumpLossesHook(Hook):
-    """Each rank writes its per-iteration losses; rank 0 exports the in-memory teacher."""
+    """Each rank writes its per-iteration losses and the type and local shape of one student
+    weight; rank 0 exports the in-memory teacher."""
 
     def after_train(self, runner):
-        losses = list(runner.message_hub.log_scalars['train/loss'].data[0])
-        torch.save(losses, f'{runner.work_dir}/losses_rank{runner.rank}.pth')
+        weight = runner.model.module.student['backbone'].blocks[0].attn.qkv.weight
+        local = weight.to_local() if hasattr(weight, 'to_local') else weight
+        torch.save(dict(losses=list(runner.message_hub.log_scalars['train/loss'].data[0]),
+                        weight=(type(weight).__name__, tuple(local.shape))),
+                   f'{runner.work_dir}/losses_rank{runner.rank}.pth')
         if hasattr(runner.model, 'full_state_dict'):
             state = runner.model.full_state_dict()  # every rank takes part
             if runner.rank == 0:
@@ -73,9 +77,10 @@ def test_fsdp_matches_replicated_and_checkpoints_are_full(tmp_path):
     ddp = _torchrun(tmp_path, 'ddp', dict(type='SSLDistributedWrapper'))
     fsdp = _torchrun(tmp_path, 'fsdp', dict(type='SSLDistributedWrapper', fsdp=True))
     for rank in (0, 1):
-        expected = _load(ddp / f'losses_rank{rank}.pth')
-        assert len(expected) == 4
-        assert _load(fsdp / f'losses_rank{rank}.pth') == pytest.approx(expected, rel=1e-4)
+        expected, got = _load(ddp / f'losses_rank{rank}.pth'), _load(fsdp / f'losses_rank{rank}.pth')
+        assert expected['weight'] == ('Parameter', (96, 32)) and got['weight'] == ('DTensor', (48, 32))
+        assert len(expected['losses']) == 4
+        assert got['losses'] == pytest.approx(expected['losses'], rel=1e-4)
 
     ref, ckpt = _load(ddp / 'iter_4.pth'), _load(fsdp / 'iter_4.pth')
     assert ckpt['state_dict'].keys() == ref['state_dict'].keys()
@@ -98,8 +103,9 @@ def test_fsdp_matches_replicated_and_checkpoints_are_full(tmp_path):
 
     resumed = _torchrun(tmp_path, 'resumed', dict(type='SSLDistributedWrapper', fsdp=True),
                         resume=str(fsdp / 'iter_2.pth'))
-    assert _load(resumed / 'losses_rank0.pth')[-2:] == pytest.approx(
-        _load(fsdp / 'losses_rank0.pth')[-2:], rel=1e-5)
+    for rank in (0, 1):  # iterations 3 and 4 again, from the gathered model and optimiser state
+        assert _load(resumed / f'losses_rank{rank}.pth')['losses'][-2:] == pytest.approx(
+            _load(fsdp / f'losses_rank{rank}.pth')['losses'][-2:], rel=1e-5)
 
 
 @pytest.mark.parametrize('fsdp, match', [
@@ -117,11 +123,14 @@ def test_fsdp_options_and_wrapper_checks():
     assert parse_fsdp_options(None) is None and parse_fsdp_options(False) is None
     assert parse_fsdp_options(True) == dict(reshard_after_forward=True, mixed_precision=None)
     assert parse_fsdp_options(dict(mixed_precision='bf16'))['mixed_precision'] == 'bf16'
-    with pytest.raises(ValueError, match='has no'):
+    with pytest.raises(ValueError, match=r"fsdp needs .* Linear has no \['student', 'teacher'\]"):
         SSLDistributedWrapper(nn.Linear(2, 2), fsdp=True)
-    assert not torch.distributed.is_initialized()
-    with pytest.raises(RuntimeError, match='initialised torch.distributed process group'):
-        SSLDistributedWrapper(MODELS.build(_model_cfg()), fsdp=True)
     wrapper = SSLDistributedWrapper(MODELS.build(_model_cfg()))  # replicated: no group needed
     wrapper.shard()
     assert not wrapper.sharded and wrapper.module.sync_gradients
+
+
+@pytest.mark.skipif(torch.distributed.is_initialized(), reason='needs no process group')
+def test_fsdp_without_process_group_raises():
+    with pytest.raises(RuntimeError, match='fsdp needs an initialised torch.distributed process group'):
+        SSLDistributedWrapper(MODELS.build(_model_cfg()), fsdp=True)

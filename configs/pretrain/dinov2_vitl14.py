@@ -7,3 +7,7 @@ batch_size = 32  # per GPU
 model = dict(arch='dinov2_vitl14', drop_path_rate=0.3, centering='sinkhorn')
 train_dataloader = dict(batch_size=batch_size)
 optim_wrapper = dict(paramwise_cfg=dict(num_layers=num_layers))
+# Shard student and teacher over the processes (FSDP2), bf16 compute with fp32 weights and
+# reductions; the checkpoint hook gathers full tensors, so checkpoints load without FSDP.
+model_wrapper_cfg = dict(type='SSLDistributedWrapper', fsdp=dict(mixed_precision='bf16'))
+default_hooks = dict(checkpoint=dict(type='FSDPCheckpointHook'))

@@ -430,6 +430,10 @@ class DinoSSLModel(BaseModel):
 
 
 def _teacher_backbone_state(source: Union[nn.Module, str, os.PathLike, dict]) -> Dict[str, Tensor]:
+    if isinstance(source, nn.Module) and getattr(source, 'sharded', False):
+        source = source.full_state_dict()  # FSDP: collective, the full dict on rank 0 only
+        if not source:
+            return {}
     if isinstance(source, nn.Module):
         module = getattr(source, 'module', source)  # unwrap DDP
         return {k: v.detach().cpu().clone()
@@ -516,13 +520,16 @@ def export_teacher_backbone(source: Union[nn.Module, str, os.PathLike, dict],
     """Save the teacher backbone's state dict in official keys, loadable by ``create_backbone``.
 
     Args:
-        source: a :class:`DinoSSLModel`, an mmengine checkpoint path, or a loaded checkpoint.
+        source: a :class:`DinoSSLModel` (or its wrapper; a sharded one must be passed on
+            every rank, and rank 0 writes), an mmengine checkpoint path, or a loaded checkpoint.
         out_path: destination ``.pth``.
 
     Returns:
         The saved state dict.
     """
     state = _teacher_backbone_state(source)
+    if not state:  # a sharded model's non-main ranks: rank 0 writes the file
+        return state
     out_dir = os.path.dirname(os.fspath(out_path))
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
