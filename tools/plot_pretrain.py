@@ -1,0 +1,132 @@
+"""Plot a pretraining run's losses and k-NN accuracy from its work directory.
+
+    python tools/plot_pretrain.py work_dirs/synthetic_vits --out docs/images/pretrain_knn.png
+
+Reads the newest ``<work_dir>/<timestamp>/vis_data/scalars.json`` (written by mmengine's
+``LocalVisBackend``; the k-NN points by :class:`densedino.pretrain.KNNMonitorHook`) and draws
+two panels: the weighted total and each loss per logged iteration, and k-NN top-1 per ``k``
+against the iteration. The point at iteration 0 (``at_start=True``) is the backbone at
+initialisation and is drawn as a dashed reference line.
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import sys
+from typing import Dict, List, Tuple
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tools._cli import run_cli  # noqa: E402
+
+LOSS_KEYS = ('loss', 'dino', 'ibot', 'koleo', 'gram')
+Series = Dict[str, List[Tuple[int, float]]]
+
+
+def find_scalars(work_dir: str) -> str:
+    """The newest run's ``vis_data/scalars.json`` under ``work_dir`` (or the file itself)."""
+    if osp.isfile(work_dir):
+        return work_dir
+    if not osp.isdir(work_dir):
+        raise FileNotFoundError(f'{work_dir} does not exist')
+    found = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not found:
+        raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir} (was it trained with '
+                                'a LocalVisBackend?)')
+    return found[-1]
+
+
+def read_scalars(path: str) -> Series:
+    """``{key: [(step, value), ...]}`` of every numeric scalar in a scalars.json file."""
+    series: Series = {}
+    with open(path, encoding='utf-8') as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f'{path}:{number}: not a JSON line') from None
+            step = record.get('step', record.get('iter'))
+            for key, value in record.items():
+                if key not in ('step', 'iter') and isinstance(value, (int, float)):
+                    series.setdefault(key, []).append((int(step), float(value)))
+    return series
+
+
+def plot(series: Series, out: str, *, title: str = '', dpi: int = 100) -> str:
+    """Write the two-panel figure to ``out``."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    knn_keys = sorted((k for k in series if k.startswith('knn/')),
+                      key=lambda k: int(k.rsplit('k', 1)[-1]) if k.rsplit('k', 1)[-1].isdigit() else 0)
+    fig, axes = plt.subplots(1, 2 if knn_keys else 1, figsize=(11 if knn_keys else 5.5, 3.8),
+                             squeeze=False)
+    ax = axes[0, 0]
+    for key in LOSS_KEYS:
+        if key in series:
+            steps, values = zip(*series[key])
+            ax.plot(steps, values, label=key, lw=2.0 if key == 'loss' else 1.2)
+    ax.set_xlabel('iteration')
+    ax.set_ylabel('loss')
+    ax.set_title('losses (total weighted)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if knn_keys:
+        ax = axes[0, 1]
+        for i, key in enumerate(knn_keys):
+            steps, values = zip(*series[key])
+            line, = ax.plot(steps, values, marker='o', label=f'k={key.rsplit("k", 1)[-1]}')
+            if steps[0] == 0:
+                ax.axhline(values[0], ls='--', color=line.get_color(), alpha=0.6,
+                           label='initialisation' if i == 0 else None)
+        ax.set_xlabel('iteration')
+        ax.set_ylabel('k-NN top-1 (%)')
+        ax.set_title('teacher k-NN accuracy')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out_dir = osp.dirname(out)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('work_dir', help='pretraining work directory (or a scalars.json file)')
+    parser.add_argument('--out', default='pretrain_curves.png', help='PNG (default: %(default)s)')
+    parser.add_argument('--title', default='', help='figure title')
+    parser.add_argument('--dpi', type=int, default=100, help='(default: %(default)s)')
+    parser.add_argument('--debug', action='store_true', help='show full tracebacks')
+    return parser
+
+
+def run(args: argparse.Namespace) -> str:
+    """Read, plot and print the final k-NN figures."""
+    path = find_scalars(args.work_dir)
+    series = read_scalars(path)
+    if not any(k in series for k in LOSS_KEYS):
+        raise ValueError(f'{path} holds no training losses ({", ".join(LOSS_KEYS)})')
+    out = plot(series, args.out, title=args.title, dpi=args.dpi)
+    knn = {k: v[-1][1] for k, v in series.items() if k.startswith('knn/')}
+    first = {k: v[0] for k, v in series.items() if k.startswith('knn/') and v[0][0] == 0}
+    for key, value in sorted(knn.items()):
+        start = f' (initialisation {first[key][1]:.2f})' if key in first else ''
+        print(f'{key}: {value:.2f}{start}')
+    print(f'wrote {out}')
+    return out
+
+
+def main(argv=None) -> None:
+    run_cli(run, build_parser().parse_args(argv))
+
+
+if __name__ == '__main__':
+    main()
