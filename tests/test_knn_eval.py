@@ -208,3 +208,16 @@ def test_hook_at_start_evaluates_the_initialisation_once(colour_folders):
     runner.iter = 3  # a resumed run does not re-evaluate the initialisation
     resumed.before_train_iter(runner, 0)
     assert 'knn/top1_k1' not in runner.message_hub.log_scalars
+
+
+def test_hook_is_off_for_a_sharded_model(colour_folders):
+    model = nn.Module()
+    model.fsdp = dict(reshard_after_forward=True, mixed_precision=None)  # as SSLDistributedWrapper
+    model.module = nn.Module()
+    hook = HOOKS.build(dict(type='KNNMonitorHook', interval=1, ks=(1,), at_start=True,
+                            **colour_folders, **SIZES))
+    runner = _runner(model, 'knn_hook_fsdp_test')
+    hook.before_train(runner)  # no backbone lookup, no error: a warning
+    hook.before_train_iter(runner, 0)
+    hook.after_train_iter(runner, 0)
+    assert hook.disabled and 'knn/top1_k1' not in runner.message_hub.log_scalars

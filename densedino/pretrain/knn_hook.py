@@ -59,7 +59,8 @@ class KNNMonitorHook(Hook):
 
     Only the main process (rank 0) computes; other ranks skip without synchronising. That is
     right for replicated teachers (single process, DDP); a sharded (FSDP) teacher needs every
-    rank in the forward pass and is not supported.
+    rank in the forward pass, so under ``SSLDistributedWrapper(fsdp=...)`` the hook logs a
+    warning and does nothing (score exported checkpoints with ``tools/knn_eval.py``).
 
     Example config::
 
@@ -105,10 +106,16 @@ class KNNMonitorHook(Hook):
                                  num_workers=num_workers)
         self.backbone_attr = backbone_attr
         self.at_start = at_start
+        self.disabled = False
         self._last_iter = -1
 
     def before_train(self, runner) -> None:
         """Fail fast (main process) on missing folders / label files and on the backbone path."""
+        self.disabled = getattr(runner.model, 'fsdp', None) is not None
+        if self.disabled:
+            runner.logger.warning('KNNMonitorHook is off: the model is sharded (FSDP) and the '
+                                  'k-NN runs on one process; use tools/knn_eval.py on checkpoints')
+            return
         if not is_main_process():
             return
         f = self.folders
@@ -135,7 +142,7 @@ class KNNMonitorHook(Hook):
             The accuracies (None on non-main ranks).
         """
         self._last_iter = step
-        if not is_main_process():
+        if self.disabled or not is_main_process():
             return None
         backbone = find_backbone(runner.model, self.backbone_attr)
         results = knn_eval_folders(backbone, ks=self.ks, temperature=self.temperature,
