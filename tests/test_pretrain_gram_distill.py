@@ -2,7 +2,6 @@
 import pytest
 import torch
 from mmengine.logging import MessageHub
-from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
 from densedino import create_backbone
@@ -11,7 +10,7 @@ from densedino.pretrain import collate_multicrop, export_teacher_backbone
 from densedino.pretrain.ssl_model import gram_weight
 from densedino.registry import MODELS
 
-from .test_pretrain_model import HEAD, TINY, _batch, _cfg, _losses, _model_cfg
+from .test_pretrain_model import HEAD, TINY, _batch, _cfg, _losses, _model_cfg, _standalone
 
 BIG = dict(depth=2, embed_dim=48, num_heads=3, img_size=56)
 
@@ -23,12 +22,7 @@ def _at(iteration: int, max_iters: int = 10) -> None:
 
 
 def _build(**kwargs):
-    _at(0)
-    torch.manual_seed(0)
-    model = MODELS.build(_model_cfg(**kwargs))
-    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3),
-                           clip_grad=dict(max_norm=3.0))
-    return model, wrapper
+    return _standalone(lr=1e-3, **kwargs)
 
 
 def test_gram_weight_schedule():

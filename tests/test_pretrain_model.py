@@ -88,12 +88,12 @@ def _batch(model: DinoSSLModel) -> dict:
     return collate_multicrop(samples, mask_generator=dict(), patch_size=14)
 
 
-def _standalone(**kwargs):
+def _standalone(lr: float = 1e-2, **kwargs):
     MessageHub.get_current_instance().update_info('iter', 0)
     MessageHub.get_current_instance().update_info('max_iters', 10)
     torch.manual_seed(0)
     model = MODELS.build(_model_cfg(**kwargs))
-    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-2),
+    wrapper = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=lr),
                            clip_grad=dict(max_norm=3.0))
     return model, wrapper
 
@@ -155,7 +155,7 @@ def test_export_teacher_loads_strictly(trained, tmp_path):
 
 
 PRETRAIN_CONFIGS = {  # name: (arch, blocks, prototypes, layer-wise decay)
-    'synthetic_vits': ('dinov2_vits14', 4, 4096, False),
+    'synthetic_vits': ('dinov2_vits14', 4, 1024, False),
     'dinov1_vits16': ('dino_vits16', 12, 65536, False),
     'dinov2_vits14': ('dinov2_vits14', 12, 65536, True),
     'dinov2_vitl14': ('dinov2_vitl14', 24, 65536, True),

@@ -54,6 +54,14 @@ def read_scalars(path: str) -> Series:
     return series
 
 
+def _label(ax, ylabel: str, title: str) -> None:
+    ax.set_xlabel('iteration')
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot(series: Series, out: str, *, title: str = '', dpi: int = 100) -> str:
     """Write the two-panel figure to ``out``."""
     import matplotlib
@@ -69,11 +77,7 @@ def plot(series: Series, out: str, *, title: str = '', dpi: int = 100) -> str:
         if key in series:
             steps, values = zip(*series[key])
             ax.plot(steps, values, label=key, lw=2.0 if key == 'loss' else 1.2)
-    ax.set_xlabel('iteration')
-    ax.set_ylabel('loss')
-    ax.set_title('losses (total weighted)')
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _label(ax, 'loss', 'losses (total weighted)')
     if knn_keys:
         ax = axes[0, 1]
         for i, key in enumerate(knn_keys):
@@ -82,11 +86,7 @@ def plot(series: Series, out: str, *, title: str = '', dpi: int = 100) -> str:
             if steps[0] == 0:
                 ax.axhline(values[0], ls='--', color=line.get_color(), alpha=0.6,
                            label='initialisation' if i == 0 else None)
-        ax.set_xlabel('iteration')
-        ax.set_ylabel('k-NN top-1 (%)')
-        ax.set_title('teacher k-NN accuracy')
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _label(ax, 'k-NN top-1 (%)', 'teacher k-NN accuracy')
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
