@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
@@ -127,6 +128,37 @@ def test_non_finite_loss_raises_before_step():
     with pytest.raises(FloatingPointError, match='non-finite loss at iteration 0: dino=nan'):
         model.train_step(data, wrapper)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+class PoisonAtIter(Hook):
+    """A NaN in the student's first weight before iteration ``at`` (0-based)."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if runner.iter == self.at:
+            with torch.no_grad():
+                runner.model.student['backbone'].patch_embed.proj.weight[0, 0, 0, 0] = float('nan')
+
+
+def test_runner_stops_on_a_non_finite_loss_and_keeps_the_last_checkpoint(tmp_path):
+    """The run dies at iteration 4 with the one-line message; iter_2.pth is the last checkpoint,
+    intact, and resuming from it (without the fault) trains on."""
+    runner = Runner.from_cfg(_cfg(tmp_path))  # 5 iterations, a checkpoint every 2
+    runner.register_hook(PoisonAtIter(at=3))
+    with pytest.raises(FloatingPointError, match='non-finite loss at iteration 3: dino=nan'):
+        runner.train()
+    work = tmp_path / 'work'
+    assert sorted(p.name for p in work.glob('iter_*.pth')) == ['iter_2.pth']
+    state = torch.load(work / 'iter_2.pth', map_location='cpu', weights_only=False)['state_dict']
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+    cfg = _cfg(tmp_path / 'again')
+    cfg.resume, cfg.load_from = True, str(work / 'iter_2.pth')
+    resumed = Runner.from_cfg(cfg)
+    resumed.train()
+    assert resumed.iter == 5 and all(math.isfinite(v) for v in _losses(resumed)[-3:])
 
 
 def test_ema_formula_and_schedules():
