@@ -57,12 +57,13 @@ def test_gram_teacher_snapshot_refresh_and_weighted_total():
         _at(it)
         before = {k: v.clone() for k, v in model.teacher['backbone'].state_dict().items()}
         logs.append(model.train_step(batch, wrapper))
-        gram = model.gram_teacher.state_dict()
+        gram = {k: v.clone() for k, v in model.gram_teacher.state_dict().items()}
         if it in (1, 3):  # taken at the start, refreshed every 2 iterations: the EMA teacher then
             assert all(torch.equal(gram[k], before[k]) for k in gram)
-        elif it > 1:
-            assert not all(torch.equal(gram[k], model.teacher['backbone'].state_dict()[k])
-                           for k in gram)
+            snapshot = gram
+        elif it > 1:  # in between, the Gram teacher keeps the last snapshot
+            assert all(torch.equal(gram[k], snapshot[k]) for k in gram)
+            assert not all(torch.equal(gram[k], before[k]) for k in gram)
     assert 'gram' not in logs[0] and [log['gram_weight'] for log in logs] == [0, 1, 2, 2, 2]
     parts = ('dino', 'ibot', 'koleo')
     for log in logs[1:]:
@@ -72,7 +73,8 @@ def test_gram_teacher_snapshot_refresh_and_weighted_total():
 
 
 def test_gram_runner_resume_is_exact(tmp_path):
-    model = dict(gram_loss_weight=2.0, gram_start_iter=1, gram_warmup_iters=2)
+    model = dict(gram_loss_weight=2.0, gram_start_iter=1, gram_warmup_iters=2,
+                 gram_update_interval=2)  # snapshot at 1 (in iter_2.pth), refresh at 3
     cfg = _cfg(tmp_path / 'a', **model)
     cfg.train_dataloader.dataset.transform['gram_size'] = 112  # 2x the global crops
     runner = Runner.from_cfg(cfg)
@@ -83,10 +85,22 @@ def test_gram_runner_resume_is_exact(tmp_path):
 
     cfg = _cfg(tmp_path / 'b', **model)
     cfg.train_dataloader.dataset.transform['gram_size'] = 112
-    cfg.resume, cfg.load_from = True, str(tmp_path / 'a' / 'work' / 'iter_4.pth')
+    cfg.resume, cfg.load_from = True, str(tmp_path / 'a' / 'work' / 'iter_2.pth')
     resumed = Runner.from_cfg(cfg)
     resumed.train()
-    assert _losses(resumed)[-1:] == pytest.approx(losses[-1:], rel=1e-5, abs=1e-6)
+    assert _losses(resumed)[-3:] == pytest.approx(losses[-3:], rel=1e-5, abs=1e-6)
+    for key, value in runner.model.gram_teacher.state_dict().items():
+        assert torch.equal(resumed.model.gram_teacher.state_dict()[key], value)
+
+
+def test_gram_teacher_from_a_file_survives_the_runners_weight_init(tmp_path):
+    source = create_backbone('dinov2_vits14', **TINY)
+    torch.save(source.state_dict(), tmp_path / 'gram.pth')
+    runner = Runner.from_cfg(_cfg(tmp_path, max_iters=1, gram_loss_weight=1.0,
+                                  gram_teacher_checkpoint=str(tmp_path / 'gram.pth')))
+    runner.train()  # mmengine initialises the model's weights here
+    for key, value in source.state_dict().items():
+        assert torch.equal(runner.model.gram_teacher.state_dict()[key], value), key
 
 
 def test_gram_teacher_from_an_exported_backbone(tmp_path):
@@ -147,6 +161,31 @@ def test_distillation_loads_the_frozen_teacher_and_exports_the_student_ema(tmp_p
     assert torch.equal(loaded.cls_token, model.student_ema['backbone'].cls_token)
 
 
+def test_distillation_checkpoints_leave_the_frozen_teacher_out(tmp_path):
+    path, big = _teacher_checkpoint(tmp_path)
+    model, wrapper = _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=path,
+                                                 backbone_overrides=BIG))
+    state = model.state_dict()
+    assert not any(k.startswith('teacher.') for k in state)
+    assert any(k.startswith('student_ema.') for k in state)
+    again, _ = _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=path,
+                                           backbone_overrides=BIG))
+    again.load_state_dict(state, strict=True)  # the teacher comes from its own file
+    reference = big.teacher.state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in again.teacher.state_dict().items())
+
+
+def test_distillation_reads_a_dinov1_training_checkpoint(tmp_path):
+    """DINOv1's checkpoints name the head ``head.*`` and may keep DDP's ``module.`` prefix."""
+    _, big = _teacher_checkpoint(tmp_path)
+    state = {'module.' + k.replace('dino_head.', 'head.'): v for k, v in big.teacher.state_dict().items()}
+    torch.save({'teacher': state, 'epoch': 100}, tmp_path / 'dino_v1.pth')
+    model, _ = _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=str(tmp_path / 'dino_v1.pth'),
+                                           backbone_overrides=BIG))
+    reference = big.teacher.state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in model.teacher.state_dict().items())
+
+
 def test_distillation_errors_name_the_problem(tmp_path):
     path, _ = _teacher_checkpoint(tmp_path)
     backbone_only = tmp_path / 'backbone.pth'
@@ -160,6 +199,15 @@ def test_distillation_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match='dino_head'):  # prototypes differ
         _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=path, backbone_overrides=BIG,
                                     head=dict(HEAD, n_prototypes=32)))
+    with pytest.raises(ValueError, match='patch size 16, the student 14'):
+        _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=path,
+                                    backbone_overrides=dict(BIG, patch_size=16)))
+    torch.manual_seed(2)
+    separate = MODELS.build(_model_cfg(backbone_overrides=BIG, ibot_head=HEAD))
+    torch.save({'state_dict': separate.state_dict()}, tmp_path / 'separate.pth')
+    with pytest.raises(CheckpointError, match='separate ibot_head'):
+        _build(distill_teacher=dict(arch='dinov2_vits14', checkpoint=str(tmp_path / 'separate.pth'),
+                                    backbone_overrides=BIG))
     with pytest.raises(ValueError, match='arch and checkpoint'):
         _build(distill_teacher=dict(checkpoint=path))
     with pytest.raises(CheckpointError, match='does not exist'):

@@ -187,6 +187,9 @@ class DinoSSLModel(BaseModel):
         else:  # the frozen teacher gives the targets; the student's EMA is the exported model
             self.student_ema = _frozen(ema)
             self.teacher = _frozen(self._build_distill_teacher(distill_teacher, head, ibot_head))
+            # the frozen teacher is read from its own file: keep it out of every checkpoint
+            self._register_state_dict_hook(_drop_teacher_state)
+            self._register_load_state_dict_pre_hook(_fill_teacher_state, with_module=True)
         head_dim = self.student['dino_head'].last_layer.weight.shape[0]
         ibot_dim = self._ibot_head(self.student).last_layer.weight.shape[0]
         for name, nets in (('dino_head', self.teacher), ('ibot_head', self.teacher)):
@@ -196,6 +199,8 @@ class DinoSSLModel(BaseModel):
                                  f'{head_dim if name == "dino_head" else ibot_dim}')
         if gram_loss_weight > 0:
             self.gram_teacher = _frozen(create_backbone(self.arch, **self.backbone_overrides))
+            # weights come from a file or a snapshot: mmengine's init_weights must not redraw them
+            self.gram_teacher.is_init = True
             # 1 once the Gram teacher holds weights (a buffer, so a resume knows)
             self.register_buffer('gram_ready', torch.zeros((), dtype=torch.long))
             if gram_teacher_checkpoint is not None:
@@ -241,6 +246,11 @@ class DinoSSLModel(BaseModel):
                              f'{sorted(cfg)}')
         nets = self._build_networks(cfg['arch'], dict(cfg.get('backbone_overrides') or {}), 0.0,
                                     cfg.get('head', head), cfg.get('ibot_head', ibot_head))
+        student_patch = self.student['backbone'].patch_size
+        if nets['backbone'].patch_size != student_patch:
+            raise ValueError(f"distill_teacher {cfg['arch']} has patch size "
+                             f"{nets['backbone'].patch_size}, the student {student_patch}: the iBOT "
+                             'masks need one patch grid')
         load_ssl_networks(nets, cfg['checkpoint'])
         return nets
 
@@ -436,8 +446,11 @@ def _teacher_backbone_state(source: Union[nn.Module, str, os.PathLike, dict]) ->
             return {}
     if isinstance(source, nn.Module):
         module = getattr(source, 'module', source)  # unwrap DDP
-        return {k: v.detach().cpu().clone()
-                for k, v in module.ema['backbone'].state_dict().items()}
+        state = module.ema['backbone'].state_dict()
+        if any(type(v).__name__ == 'DTensor' for v in state.values()):
+            raise ValueError('the model is sharded (FSDP): export from its SSLDistributedWrapper '
+                             '(on every rank) or from a checkpoint, not from the inner model')
+        return {k: v.detach().cpu().clone() for k, v in state.items()}
     ckpt = source if isinstance(source, dict) else torch.load(
         os.fspath(source), map_location='cpu', weights_only=False)
     state = ckpt.get('state_dict', ckpt)
@@ -446,6 +459,19 @@ def _teacher_backbone_state(source: Union[nn.Module, str, os.PathLike, dict]) ->
         if out:
             return out
     raise KeyError('no teacher.backbone.* keys in the checkpoint (is it a DinoSSLModel checkpoint?)')
+
+
+def _drop_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                        local_metadata: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        del state_dict[key]
+
+
+def _fill_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                        *args: Any) -> None:
+    """Loading a distillation checkpoint (no ``teacher.*``): keep the loaded frozen teacher."""
+    for key, value in module.teacher.state_dict().items():
+        state_dict.setdefault(f'{prefix}teacher.{key}', value)
 
 
 def _frozen(module: nn.Module) -> nn.Module:
@@ -464,11 +490,17 @@ def gram_weight(iteration: int, weight: float, start: int, warmup_iters: int) ->
 
 def _ssl_state(path: str) -> Dict[str, Tensor]:
     """The teacher networks' weights (``backbone.*``, ``dino_head.*``, ``ibot_head.*``) of a
-    densedino pretraining checkpoint or an official DINO/DINOv2 training checkpoint."""
+    densedino pretraining checkpoint or an official DINO / DINOv2 training checkpoint (DINOv1
+    names its head ``head.*``; DDP's ``module.`` prefix is dropped); {} for other files."""
     raw = read_file(os.fspath(path))
-    if isinstance(raw, dict) and isinstance(raw.get('teacher'), dict):  # official DINO / DINOv2
-        return raw['teacher']
-    state = raw.get('state_dict', raw.get('model', raw)) if isinstance(raw, dict) else {}
+    if not isinstance(raw, dict):
+        return {}
+    if isinstance(raw.get('teacher'), dict):  # official DINO / DINOv2 training checkpoint
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in raw['teacher'].items()}
+        return {('dino_head.' + k[len('head.'):]) if k.startswith('head.') else k: v
+                for k, v in state.items()}
+    state = raw.get('state_dict', raw.get('model', raw))
     for prefix in ('student_ema.', 'teacher.'):
         out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if out:
@@ -476,10 +508,19 @@ def _ssl_state(path: str) -> Dict[str, Tensor]:
     return {}
 
 
-def load_backbone_weights(backbone: nn.Module, path: str, name: str) -> None:
+def load_backbone_weights(backbone: nn.Module, path: str, name: str,
+                          state: Optional[Dict[str, Tensor]] = None) -> None:
     """Load a backbone from a pretraining checkpoint's teacher, or any file ``create_backbone``
-    reads (exported teacher, official hub file, Hugging Face directory)."""
-    state = _ssl_state(path) if os.path.isfile(os.fspath(path)) else {}
+    reads (exported teacher, official hub file, Hugging Face directory).
+
+    Args:
+        backbone: the backbone to fill (strictly).
+        path: the file (or Hugging Face directory).
+        name: what the backbone is, for error messages.
+        state: :func:`_ssl_state` of ``path`` when the caller has read it already.
+    """
+    if state is None:
+        state = _ssl_state(path) if os.path.isfile(os.fspath(path)) else {}
     if not any(k.startswith('backbone.') for k in state):
         load_into(backbone, os.fspath(path), name=name)
         return
@@ -494,14 +535,18 @@ def load_ssl_networks(nets: nn.ModuleDict, path: str) -> None:
     """Load backbone and heads of a pretraining teacher into ``nets`` (strict, one-line errors).
 
     Raises:
-        CheckpointError: unreadable file, no heads in it, or shapes that do not fit.
+        CheckpointError: unreadable file, no heads in it, a separate iBOT head in the file that
+            ``nets`` would not use, or shapes that do not fit.
     """
     state = _ssl_state(path)
     if not any(k.startswith('dino_head.') for k in state):
         raise CheckpointError(f'checkpoint {path} holds no dino_head.* weights: distillation '
                               'needs the teacher\'s heads (a pretraining checkpoint, not an '
                               'exported backbone)')
-    load_backbone_weights(nets['backbone'], path, 'distillation teacher backbone')
+    if 'ibot_head' not in nets and any(k.startswith('ibot_head.') for k in state):
+        raise CheckpointError(f'checkpoint {path} has a separate ibot_head but the teacher shares '
+                              'its DINO head: set distill_teacher.ibot_head to its options')
+    load_backbone_weights(nets['backbone'], path, 'distillation teacher backbone', state)
     for name, head in nets.items():
         if name == 'backbone':
             continue
