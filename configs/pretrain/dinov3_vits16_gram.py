@@ -4,14 +4,13 @@
 # every 10k iterations) sees the global crops at 2x resolution and anchors the student's patch
 # similarities, the weight ramping to 2.0. Global crops 256, local 112 (16x16 / 7x7 patch grids).
 _base_ = ['./dinov2_vits14.py']
-epoch_iters = 1250
-max_iters = 100 * epoch_iters
+# 100 epochs of 1,250 iterations as the base (its schedule is computed there: change it there)
 model = dict(
     arch='dinov3_vits16', backbone_overrides=dict(img_size=256), drop_path_rate=0.1,
     ibot_head=dict(_delete_=True, n_prototypes=65536, hidden_dim=2048, bottleneck_dim=256,
                    n_layers=3),
     centering='sinkhorn',
-    gram_loss_weight=2.0, gram_start_iter=80 * epoch_iters, gram_warmup_iters=2 * epoch_iters,
+    gram_loss_weight=2.0, gram_start_iter=100_000, gram_warmup_iters=2_500,  # epoch 80, 2 epochs
     gram_update_interval=10_000)
 train_dataloader = dict(
     dataset=dict(transform=dict(global_size=256, local_size=112, gram_size=512)),
