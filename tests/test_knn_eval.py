@@ -198,6 +198,7 @@ def test_hook_at_start_evaluates_the_initialisation_once(colour_folders):
     hook.before_train(runner)
     hook.before_train_iter(runner, 0)
     assert len(runner.message_hub.get_scalar('knn/top1_k1').data[0]) == 1
+    hook.before_train_iter(runner, 0)  # called again at iteration 0: no second evaluation
     runner.iter = 1
     hook.before_train_iter(runner, 1)
     assert len(runner.message_hub.get_scalar('knn/top1_k1').data[0]) == 1

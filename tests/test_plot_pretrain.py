@@ -7,8 +7,8 @@ import pytest
 from tools import plot_pretrain
 
 
-def _write_run(work_dir):
-    vis = work_dir / '20260101_000000' / 'vis_data'
+def _write_run(work_dir, stamp='20260101_000000'):
+    vis = work_dir / stamp / 'vis_data'
     vis.mkdir(parents=True)
     lines = [{'knn/top1_k10': 30.0, 'knn/top1_k20': 32.0, 'step': 0}]
     for it in (10, 20, 30):
@@ -31,6 +31,17 @@ def test_reads_series_and_writes_the_figure(tmp_path, capsys):
     assert 'knn/top1_k20: 49.50 (initialisation 32.00)' in printed
     image = cv2.imread(str(out))
     assert image.shape[:2] == (int(3.8 * 50), int(11 * 50))
+
+
+def test_a_resumed_run_continues_the_curve(tmp_path):
+    _write_run(tmp_path / 'work')
+    vis = tmp_path / 'work' / '20260101_010000' / 'vis_data'  # resumed from iteration 20
+    vis.mkdir(parents=True)
+    lines = [{'loss': 7.5, 'iter': 30, 'step': 30}, {'loss': 7.0, 'iter': 40, 'step': 40}]
+    (vis / 'scalars.json').write_text('\n'.join(json.dumps(x) for x in lines) + '\n')
+    series = plot_pretrain.read_scalars(*plot_pretrain.find_scalars(str(tmp_path / 'work')))
+    assert series['loss'] == [(10, 9.0), (20, 8.0), (30, 7.5), (40, 7.0)]
+    assert series['knn/top1_k10'][0] == (0, 30.0)  # the initialisation point is kept
 
 
 def test_errors_are_one_line(tmp_path, capsys):

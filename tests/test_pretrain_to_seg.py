@@ -11,6 +11,20 @@ from .test_seg_pipeline import TINY_BACKBONE, _losses, tiny_cfg
 ARCH = dict(TINY_BACKBONE['arch_overrides'], img_size=56)
 
 
+def test_synthetic_linear_pretrained_matches_the_synthetic_pretraining():
+    """The segmentation config's backbone is the architecture synthetic_vits.py pretrains."""
+    import os.path as osp
+    from mmengine.config import Config
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    seg = Config.fromfile(osp.join(repo, 'configs/seg/synthetic_linear_pretrained.py'))
+    pre = Config.fromfile(osp.join(repo, 'configs/pretrain/synthetic_vits.py'))
+    assert seg.model.backbone.arch == pre.model.arch
+    assert seg.model.backbone.arch_overrides == pre.model.backbone_overrides
+    n_taps = len(seg.model.decode_head.in_channels)
+    assert seg.model.decode_head.in_channels == [pre.model.backbone_overrides.embed_dim] * n_taps
+    assert seg.model.backbone.checkpoint.startswith('work_dirs/synthetic_vits/')
+
+
 def test_exported_teacher_trains_under_synthetic_linear_pretrained(tmp_path):
     cfg = pretrain_cfg(tmp_path / 'pretrain', max_iters=3, backbone_overrides=ARCH)
     pretrain = Runner.from_cfg(cfg)

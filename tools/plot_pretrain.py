@@ -2,8 +2,10 @@
 
     python tools/plot_pretrain.py work_dirs/synthetic_vits --out docs/images/pretrain_knn.png
 
-Reads the newest ``<work_dir>/<timestamp>/vis_data/scalars.json`` (written by mmengine's
-``LocalVisBackend``; the k-NN points by :class:`densedino.pretrain.KNNMonitorHook`) and draws
+Reads every ``<work_dir>/<timestamp>/vis_data/scalars.json`` (written by mmengine's
+``LocalVisBackend``; the k-NN points by :class:`densedino.pretrain.KNNMonitorHook`), oldest first,
+so a resumed run continues the curve of the run it resumed (a later run's value wins at a step
+both logged), and draws
 two panels: the weighted total and each loss per logged iteration, and k-NN top-1 per ``k``
 against the iteration. The point at iteration 0 (``at_start=True``) is the backbone at
 initialisation and is drawn as a dashed reference line.
@@ -23,35 +25,37 @@ LOSS_KEYS = ('loss', 'dino', 'ibot', 'koleo', 'gram')
 Series = Dict[str, List[Tuple[int, float]]]
 
 
-def find_scalars(work_dir: str) -> str:
-    """The newest run's ``vis_data/scalars.json`` under ``work_dir`` (or the file itself)."""
+def find_scalars(work_dir: str) -> List[str]:
+    """Every run's ``vis_data/scalars.json`` under ``work_dir``, oldest first (or the file itself)."""
     if osp.isfile(work_dir):
-        return work_dir
+        return [work_dir]
     if not osp.isdir(work_dir):
         raise FileNotFoundError(f'{work_dir} does not exist')
     found = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
     if not found:
         raise FileNotFoundError(f'no */vis_data/scalars.json under {work_dir} (was it trained with '
                                 'a LocalVisBackend?)')
-    return found[-1]
+    return found
 
 
-def read_scalars(path: str) -> Series:
-    """``{key: [(step, value), ...]}`` of every numeric scalar in a scalars.json file."""
-    series: Series = {}
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise ValueError(f'{path}:{number}: not a JSON line') from None
-            step = record.get('step', record.get('iter'))
-            for key, value in record.items():
-                if key not in ('step', 'iter') and isinstance(value, (int, float)):
-                    series.setdefault(key, []).append((int(step), float(value)))
-    return series
+def read_scalars(*paths: str) -> Series:
+    """``{key: [(step, value), ...]}`` (by step) of every numeric scalar in scalars.json files;
+    at a step logged in several files the last file's value is kept."""
+    merged: Dict[str, Dict[int, float]] = {}
+    for path in paths:
+        with open(path, encoding='utf-8') as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    raise ValueError(f'{path}:{number}: not a JSON line') from None
+                step = record.get('step', record.get('iter'))
+                for key, value in record.items():
+                    if key not in ('step', 'iter') and isinstance(value, (int, float)):
+                        merged.setdefault(key, {})[int(step)] = float(value)
+    return {key: sorted(values.items()) for key, values in merged.items()}
 
 
 def _label(ax, ylabel: str, title: str) -> None:
@@ -110,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> str:
     """Read, plot and print the final k-NN figures."""
-    path = find_scalars(args.work_dir)
-    series = read_scalars(path)
+    paths = find_scalars(args.work_dir)
+    series = read_scalars(*paths)
     if not any(k in series for k in LOSS_KEYS):
-        raise ValueError(f'{path} holds no training losses ({", ".join(LOSS_KEYS)})')
+        raise ValueError(f'{paths[-1]} holds no training losses ({", ".join(LOSS_KEYS)})')
     out = plot(series, args.out, title=args.title, dpi=args.dpi)
     knn = {k: v[-1][1] for k, v in series.items() if k.startswith('knn/')}
     first = {k: v[0] for k, v in series.items() if k.startswith('knn/') and v[0][0] == 0}
