@@ -40,10 +40,13 @@ class DumpLossesHook(Hook):
 '''
 
 
-def _torchrun(tmp_path, name: str, wrapper: dict, max_iters: int = 4, resume: str = None):
+def _torchrun(tmp_path, name: str, wrapper: dict, max_iters: int = 4, resume: str = None,
+              model: dict = None, optim_wrapper: dict = None):
     """Train ``_cfg``'s tiny model on 2 gloo processes; returns the work dir."""
     (tmp_path / 'dump_losses_hook.py').write_text(DUMP_HOOK)
-    cfg = _cfg(tmp_path / name, max_iters=max_iters)
+    cfg = _cfg(tmp_path / name, max_iters=max_iters, **(model or {}))
+    if optim_wrapper:
+        cfg.optim_wrapper.update(optim_wrapper)
     cfg.model_wrapper_cfg = wrapper
     cfg.custom_imports = dict(imports=['densedino.pretrain', 'dump_losses_hook'],
                               allow_failed_imports=False)
@@ -134,3 +137,24 @@ def test_fsdp_options_and_wrapper_checks():
 def test_fsdp_without_process_group_raises():
     with pytest.raises(RuntimeError, match='fsdp needs an initialised torch.distributed process group'):
         SSLDistributedWrapper(MODELS.build(_model_cfg()), fsdp=True)
+
+
+def test_fsdp_bf16_with_gram_anchoring_and_layer_decay(tmp_path):
+    """The shipped large-model setting (bf16 compute) with a Gram teacher refreshed mid-run and
+    layer-wise lr decay: both ranks finish with finite losses and a full fp32 checkpoint
+    that holds the Gram teacher."""
+    work = _torchrun(
+        tmp_path, 'bf16', dict(type='SSLDistributedWrapper', fsdp=dict(mixed_precision='bf16')),
+        max_iters=4, model=dict(gram_loss_weight=1.0, gram_start_iter=1, gram_update_interval=2),
+        optim_wrapper=dict(constructor='LayerDecayOptimWrapperConstructor',
+                           paramwise_cfg=dict(num_layers=2, layer_decay_rate=0.9,
+                                              patch_embed_lr_mult=0.2,
+                                              backbone_prefix='student.backbone.')))
+    losses = [_load(work / f'losses_rank{rank}.pth')['losses'] for rank in (0, 1)]
+    assert len(losses[0]) == 4 and all(torch.isfinite(torch.tensor(v)).all() for v in losses)
+    state = _load(work / 'iter_4.pth')['state_dict']
+    assert any(k.startswith('gram_teacher.') for k in state) and int(state['gram_ready']) == 1
+    floats = [v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()]
+    assert all(type(v) is torch.Tensor and v.dtype == torch.float32 for v in floats)
+    model = MODELS.build(_model_cfg(gram_loss_weight=1.0))
+    model.load_state_dict(state, strict=True)
