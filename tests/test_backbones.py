@@ -340,3 +340,12 @@ def test_public_api():
     assert densedino.create_backbone is create_backbone
     assert all(name in PRESETS for name in HUB_NAMES)
     assert isinstance(_dense(), DinoBackbone)
+
+
+def test_drop_path_uniform_or_linear_over_blocks():
+    from densedino import create_backbone
+    small = dict(depth=4, embed_dim=32, num_heads=2, drop_path_rate=0.3)
+    uniform = create_backbone('dinov2_vits14', **small)
+    assert [b.drop_path.p for b in uniform.blocks] == [0.3] * 4
+    linear = create_backbone('dino_vits16', drop_path_uniform=False, **small)
+    assert [b.drop_path.p for b in linear.blocks] == pytest.approx([0.0, 0.1, 0.2, 0.3])

@@ -230,6 +230,12 @@ def test_pretrain_configs_build(name, tmp_path):
         model = MODELS.build(cfg.model)
     assert isinstance(model, DinoSSLModel) and model.arch == arch
     assert len(model.student['backbone'].blocks) == depth
+    rates = [block.drop_path.p for block in model.student['backbone'].blocks]
+    if name == 'dinov1_vits16':  # DINOv1: linear from 0 to the rate; DINOv2/v3: uniform
+        assert rates[0] == 0.0 and rates[-1] == pytest.approx(cfg.model.drop_path_rate)
+    else:
+        assert set(rates) == {cfg.model.drop_path_rate}
+    assert all(block.drop_path.p == 0.0 for block in model.teacher['backbone'].blocks)
     assert model.student['dino_head'].last_layer.weight.shape[0] == prototypes
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     lrs = {g['lr'] for g in wrapper.optimizer.param_groups}

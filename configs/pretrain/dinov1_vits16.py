@@ -1,15 +1,15 @@
 # DINOv1 ViT-S/16, ImageNet-1k, 100 epochs (REFERENCE section 8): k-NN 69.3 / linear 74.0 with
 # 8 GPUs in 1.75 days. DINO loss only (no iBOT, no KoLeo), softmax centering, teacher momentum
 # 0.996, global crops at scale 0.4-1 and local crops at 0.05-0.4 (DINOv1's own defaults), lr
-# 5e-4 x B / 256, no layer-wise decay. Drop path 0.1 is the same in every block here (densedino's
-# ViT applies one rate to all blocks).
+# 5e-4 x B / 256, no layer-wise decay, drop path rising linearly to 0.1 over the blocks.
 # Batch 1024 total (8 x 128); epoch = 1,251 iterations.
 _base_ = ['../_base_/default_runtime.py']
 epoch_iters = 1251
 max_iters = 100 * epoch_iters
 batch_size = 128  # per GPU
 model = dict(
-    type='DinoSSLModel', arch='dino_vits16', backbone_overrides=dict(img_size=224),
+    type='DinoSSLModel', arch='dino_vits16',
+    backbone_overrides=dict(img_size=224, drop_path_uniform=False),  # DINOv1's linear rule
     drop_path_rate=0.1,
     head=dict(n_prototypes=65536, hidden_dim=2048, bottleneck_dim=256, n_layers=3),
     dino_loss_weight=1.0, ibot_loss_weight=0.0, koleo_loss_weight=0.0,

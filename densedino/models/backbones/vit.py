@@ -51,7 +51,9 @@ class DinoVisionTransformer(nn.Module):
         rope_base: RoPE period base.
         mask_token: Whether the model holds a ``mask_token`` (DINOv2/v3; used by masked training).
         untie_cls_norm: Separate final norm ``cls_norm`` for class/register tokens.
-        drop_path_rate: Stochastic depth, uniform over blocks.
+        drop_path_rate: Stochastic depth rate (training only).
+        drop_path_uniform: The same rate in every block (DINOv2, DINOv3); False: rising linearly
+            from 0 in the first block to ``drop_path_rate`` in the last (DINOv1).
         in_chans: Input channels.
     """
 
@@ -64,7 +66,7 @@ class DinoVisionTransformer(nn.Module):
                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False,
                  rope_base: float = 100.0, mask_token: bool = True,
                  untie_cls_norm: bool = False, drop_path_rate: float = 0.0,
-                 in_chans: int = 3) -> None:
+                 drop_path_uniform: bool = True, in_chans: int = 3) -> None:
         super().__init__()
         if ffn_layer not in FFN_LAYERS:
             raise ValueError(f'ffn_layer must be one of {sorted(FFN_LAYERS)}, got {ffn_layer!r}')
@@ -101,10 +103,14 @@ class DinoVisionTransformer(nn.Module):
         if ffn_layer != 'mlp':
             hidden = swiglu_hidden_dim(hidden, ffn_align)
         ffn_cls = FFN_LAYERS[ffn_layer]
+        if drop_path_uniform:
+            rates = [drop_path_rate] * depth
+        else:
+            rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linspace
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp=ffn_cls(embed_dim, hidden, bias=ffn_bias),
                   norm_eps=norm_eps, layerscale_init=layerscale_init, qkv_bias=qkv_bias,
-                  proj_bias=proj_bias, drop_path=drop_path_rate) for _ in range(depth)
+                  proj_bias=proj_bias, drop_path=rate) for rate in rates
         ])
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.cls_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if untie_cls_norm else None
