@@ -49,6 +49,13 @@ HF_CLASSES = {'dinov1': 'ViTModel', 'dinov2': 'Dinov2Model',
               'dinov2_reg': 'Dinov2WithRegistersModel', 'dinov3': 'DINOv3ViTModel'}
 
 
+def write_json(result: Dict, path: str) -> None:
+    """Write a benchmark's result dict as indented JSON and say so on stderr."""
+    with open(path, 'w') as f:
+        json.dump(result, f, indent=2)
+    log(f'wrote {path}')
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -538,9 +545,7 @@ def main(argv=None) -> Dict:
         result['vs_fp32'] = {k: compare(run['outputs'][k], refs) for k in fns}
     print_table(result)
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
-        log(f'wrote {args.out}')
+        write_json(result, args.out)
     return result
 
 

@@ -65,7 +65,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 from tools._cli import parse_overrides  # noqa: E402
 from tools.benchmark_backbone import (DTYPES, PeakMemory, mmap_large_allocations,  # noqa: E402
-                                      log, machine_info, matmul_roofline, summarize, sync)
+                                      log, machine_info, matmul_roofline, summarize, sync, write_json)
 from densedino.pretrain import DinoSSLModel, collate_multicrop  # noqa: E402
 
 ATTENTIONS = ('sdpa', 'math')
@@ -532,9 +532,7 @@ def main(argv=None) -> Dict:
     result['ratios'] = variant_ratios(bench.variants, result['variants'])
     print_table(result)
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
-        log(f'wrote {args.out}')
+        write_json(result, args.out)
     return result
 
 
