@@ -1,7 +1,5 @@
 """SSLDistributedWrapper(fsdp=...): FSDP2-sharded DinoSSLModel training over 2 gloo processes."""
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ from densedino import create_backbone
 from densedino.pretrain import export_teacher_backbone
 from densedino.pretrain.distributed import SSLDistributedWrapper, parse_fsdp_options
 from densedino.registry import MODELS
+from tests.launch import torchrun_train
 from tests.test_pretrain_model import TINY, _cfg, _model_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,13 +58,7 @@ def _torchrun(tmp_path, name: str, wrapper: dict, max_iters: int = 4, resume: st
     path = tmp_path / name / 'cfg.py'
     cfg.dump(str(path))
     work = tmp_path / name / 'work'
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(tmp_path), REPO, os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
-         'tools/train.py', str(path), '--launcher', 'pytorch', '--work-dir', str(work)],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train(path, work, extra_paths=[tmp_path])
     return work
 
 

@@ -12,6 +12,8 @@ from mmengine.runner import Runner
 
 from densedino import create_backbone
 from densedino.registry import MODELS
+
+from .launch import torchrun_train
 from densedino.pretrain import DinoSSLModel, collate_multicrop, export_teacher_backbone
 from densedino.pretrain.ssl_model import cosine_momentum, ema_update_
 
@@ -268,10 +270,6 @@ class DumpStateHook(Hook):
 def test_torchrun_two_processes_agree(tmp_path):
     """2 gloo processes: every rank ends with the same student, teacher and centres, and they
     moved (gradients averaged by the model, EMA and centre updates applied on each rank)."""
-    import os
-    import subprocess
-    import sys
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     (tmp_path / 'dump_state_hook.py').write_text(AGREEMENT_HOOK)
     cfg = _cfg(tmp_path, max_iters=3)
     cfg.model_wrapper_cfg = dict(type='SSLDistributedWrapper')
@@ -281,14 +279,7 @@ def test_torchrun_two_processes_agree(tmp_path):
     cfg.default_hooks.checkpoint.interval = 100
     path = tmp_path / 'ddp.py'
     cfg.dump(str(path))
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(tmp_path), repo, os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_port', '29523', 'tools/train.py', str(path), '--launcher', 'pytorch',
-         '--work-dir', str(tmp_path / 'work')],
-        cwd=repo, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train(path, tmp_path / 'work', extra_paths=[tmp_path])
     a, b = (torch.load(tmp_path / 'work' / f'rank{r}.pth') for r in (0, 1))
     assert a.keys() == b.keys()
     for key in a:

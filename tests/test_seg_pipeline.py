@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 import densedino  # noqa: F401
 from densedino.datasets import DatasetError
 
+from .launch import torchrun_train
 from .seg_fixtures import write_ade20k_folder
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -178,13 +179,7 @@ def test_torchrun_two_processes_on_cpu(ade_root, tmp_path):
     cfg.train_dataloader.sampler = dict(type='InfiniteSampler', shuffle=True)
     cfg_path = tmp_path / 'tiny_ddp.py'
     cfg.dump(str(cfg_path))
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_port', '29517', 'tools/train.py', str(cfg_path), '--launcher', 'pytorch',
-         '--work-dir', str(tmp_path / 'ddp')],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun_train(cfg_path, tmp_path / 'ddp')
     ckpt = torch.load(tmp_path / 'ddp' / 'iter_2.pth', map_location='cpu')
     assert ckpt['meta']['iter'] == 2
     assert ckpt['meta']['dataset_meta']['classes'][0] == 'wall'
