@@ -1,6 +1,4 @@
 """SSLDistributedWrapper(fsdp=...): FSDP2-sharded DinoSSLModel training over 2 gloo processes."""
-import os
-
 import pytest
 import torch
 from torch import nn
@@ -12,7 +10,6 @@ from densedino.registry import MODELS
 from tests.launch import torchrun_train
 from tests.test_pretrain_model import TINY, _cfg, _model_cfg
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DUMP_HOOK = '''
 import torch
