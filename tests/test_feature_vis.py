@@ -242,6 +242,18 @@ def test_cli_writes_a_figure_for_non_square_images(tmp_path, capsys, tiny_factor
     assert RANDOM_WARNING in err
 
 
+def test_cli_loads_an_exported_teacher_with_its_overrides(tmp_path, capsys):
+    """The architecture of a pretraining run comes from --overrides (no factory patching)."""
+    overrides = dict(depth=1, embed_dim=32, num_heads=2, img_size=56)
+    source = densedino.create_backbone('dinov2_vits14', **overrides)
+    torch.save(source.state_dict(), tmp_path / 'teacher.pth')
+    out = tmp_path / 'pca.png'
+    cli('pca', [write_png(tmp_path / 'a.png', 50, 90), '--backbone', 'dinov2_vits14', '--size', '0',
+                '--checkpoint', str(tmp_path / 'teacher.pth'), '--out', str(out),
+                '--overrides', *[f'{k}={v}' for k, v in overrides.items()]])
+    assert out.is_file() and RANDOM_WARNING not in capsys.readouterr().err
+
+
 def test_cli_errors_are_one_line_naming_the_file(tmp_path, capsys, tiny_factory):
     good = write_png(tmp_path / 'a.png', 50, 90)
     bad = tmp_path / 'broken.jpg'

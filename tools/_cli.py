@@ -76,6 +76,35 @@ def parse_overrides(items, flag: str = '--overrides') -> dict:
     return out
 
 
+def add_backbone_args(parser: argparse.ArgumentParser, *, checkpoint_help: str) -> None:
+    """``--backbone``, ``--checkpoint``, ``--overrides``, ``--device`` and ``--seed``: the
+    backbone of the feature tools (:func:`build_backbone`)."""
+    parser.add_argument('--backbone', required=True,
+                        help='backbone preset, e.g. dinov2_vits14 (densedino.list_backbones())')
+    parser.add_argument('--checkpoint', help=checkpoint_help)
+    parser.add_argument('--overrides', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='backbone preset overrides, e.g. those of a pretraining run: '
+                        'depth=4 embed_dim=192 num_heads=3 img_size=112')
+    parser.add_argument('--device', default=None, help='torch device (default: cuda if available)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the random weights used without --checkpoint '
+                        '(default: %(default)s)')
+
+
+def build_backbone(args: argparse.Namespace, random_warning: str):
+    """The backbone of :func:`add_backbone_args`'s options on its device; without a checkpoint,
+    ``random_warning`` on stderr and seeded (reproducible) random weights."""
+    import torch
+
+    from densedino import create_backbone
+    if args.checkpoint is None:
+        print(random_warning, file=sys.stderr)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    torch.manual_seed(args.seed)
+    return create_backbone(args.backbone, checkpoint=args.checkpoint,
+                           **parse_overrides(args.overrides)).to(device)
+
+
 def display_available() -> bool:
     """Whether a window can be opened (on Linux: an X11 or Wayland display is set)."""
     if sys.platform.startswith('linux'):

@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import run_cli  # noqa: E402
+from tools._cli import add_backbone_args, build_backbone, run_cli  # noqa: E402
 
 MODES = ('pca', 'attention', 'similarity')
 RANDOM_WARNING = 'warning: random weights: the maps are meaningless; pass --checkpoint'
@@ -54,20 +54,15 @@ _DESCRIPTIONS = {
 def _add_args(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.set_defaults(mode=mode)
     parser.add_argument('images', nargs='+', help='image files (any format OpenCV reads)')
-    parser.add_argument('--backbone', required=True,
-                        help='backbone preset, e.g. dinov2_vits14_reg (densedino.list_backbones())')
-    parser.add_argument('--checkpoint', help='backbone weights (official .pth, Hugging Face, '
-                        'timm); without it the weights are random and the maps meaningless')
+    add_backbone_args(parser, checkpoint_help='backbone weights (official .pth, Hugging Face, '
+                      'timm, exported teacher); without it the weights are random and the maps '
+                      'meaningless')
     parser.add_argument('--size', type=int, default=448,
                         help='resize the short side to S pixels, aspect kept; 0 keeps the image '
                         'size (default: %(default)s)')
     parser.add_argument('--out', default=f'{mode}.png', help='figure file (default: %(default)s)')
-    parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the random weights used without --checkpoint '
-                        '(default: %(default)s)')
     parser.add_argument('--dpi', type=int, default=100,
                         help='figure resolution; a panel is 2.2 inches high (default: %(default)s)')
-    parser.add_argument('--device', default=None, help='torch device (default: cuda if available)')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
     if mode != 'attention':
         parser.add_argument('--layer', type=int, default=None,
@@ -96,20 +91,6 @@ def _add_args(parser: argparse.ArgumentParser, mode: str) -> None:
 
 
 # --------------------------------------------------------------------------------- model
-
-def load_backbone(args: argparse.Namespace):
-    """The backbone on its device, with the random-weights warning where there is no checkpoint."""
-    import torch
-
-    from densedino import create_backbone
-    if args.checkpoint is None:
-        print(RANDOM_WARNING, file=sys.stderr)
-    elif not osp.isfile(args.checkpoint) and not osp.isdir(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    torch.manual_seed(args.seed)  # the random weights (no checkpoint) are reproducible
-    return create_backbone(args.backbone, checkpoint=args.checkpoint).to(device)
-
 
 def read_images(paths: Sequence[str]) -> List[np.ndarray]:
     """All images, read before any model work so that a bad file fails fast (naming it)."""
@@ -260,7 +241,7 @@ def main(args: argparse.Namespace) -> None:
     if args.dpi < 10:
         raise ValueError(f'--dpi must be >= 10, got {args.dpi}')
     images = read_images(args.images)
-    backbone = load_backbone(args)
+    backbone = build_backbone(args, RANDOM_WARNING)
     rows = _ROWS[args.mode](args, backbone, images)
     draw_figure(rows, args.images, _figure_title(args, backbone), args.out, args.dpi)
     print(f'wrote {args.out} ({len(rows)} image{"s" if len(rows) > 1 else ""})')

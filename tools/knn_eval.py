@@ -20,7 +20,7 @@ import sys
 from typing import Dict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import parse_overrides, run_cli  # noqa: E402
+from tools._cli import add_backbone_args, build_backbone, run_cli  # noqa: E402
 
 RANDOM_WARNING = ('warning: no --checkpoint: random weights, the accuracy is only the '
                   'initialisation reference')
@@ -28,11 +28,7 @@ RANDOM_WARNING = ('warning: no --checkpoint: random weights, the accuracy is onl
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--backbone', required=True, help='backbone preset, e.g. dinov2_vits14')
-    parser.add_argument('--checkpoint', help='backbone or exported teacher weights')
-    parser.add_argument('--overrides', nargs='*', default=[], metavar='KEY=VALUE',
-                        help='backbone preset overrides (e.g. those a pretraining run used: '
-                        'depth=4 embed_dim=192 num_heads=3)')
+    add_backbone_args(parser, checkpoint_help='backbone or exported teacher weights')
     parser.add_argument('--train', help='reference image folder')
     parser.add_argument('--train-labels', help='label file of --train')
     parser.add_argument('--val', help='query image folder')
@@ -52,8 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help='short side before the crop (default: size * 8 / 7, 256 for 224)')
     parser.add_argument('--batch-size', type=int, default=64, help='(default: %(default)s)')
     parser.add_argument('--workers', type=int, default=0, help='image loading workers')
-    parser.add_argument('--device', default=None, help='torch device (default: cuda if available)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the random weights')
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
@@ -87,19 +81,9 @@ def resolve_folders(args: argparse.Namespace) -> Dict[str, str]:
 
 
 def main(args: argparse.Namespace) -> Dict[str, float]:
-    import torch
-
-    from densedino import create_backbone
     from densedino.pretrain import knn_eval_folders
     folders = resolve_folders(args)
-    if args.checkpoint is None:
-        print(RANDOM_WARNING, file=sys.stderr)
-    elif not osp.exists(args.checkpoint):
-        raise SystemExit(f'error: checkpoint {args.checkpoint} does not exist')
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    torch.manual_seed(args.seed)  # reproducible random weights without a checkpoint
-    backbone = create_backbone(args.backbone, checkpoint=args.checkpoint,
-                               **parse_overrides(args.overrides)).to(device)
+    backbone = build_backbone(args, RANDOM_WARNING)
     resize = args.resize or round(args.size * 8 / 7)
     results = knn_eval_folders(backbone, ks=args.k, temperature=args.temperature,
                                size=args.size, resize=resize, batch_size=args.batch_size,
