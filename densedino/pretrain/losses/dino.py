@@ -117,10 +117,13 @@ class CenteredTeacherLoss(nn.Module):
         count = all_reduce_(torch.tensor(float(logits.shape[0]), device=logits.device))
         self.center.mul_(self.center_momentum).add_(total / count * (1 - self.center_momentum))
 
+    def log_probs(self, student_logits: Tensor) -> Tensor:
+        """``log_softmax(s / student_temp)`` in fp32, (..., K) -> (..., K)."""
+        return F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
+
     def cross_entropy(self, student_logits: Tensor, teacher_probs: Tensor) -> Tensor:
         """Per-sample ``-sum_k p_t log_softmax(s / student_temp)``, (..., K) -> (...)."""
-        log_q = F.log_softmax(student_logits.float() / self.student_temp, dim=-1)
-        return -(teacher_probs.float() * log_q).sum(dim=-1)
+        return -(teacher_probs.float() * self.log_probs(student_logits)).sum(dim=-1)
 
 
 @MODELS.register_module()
@@ -152,12 +155,15 @@ class DINOLoss(CenteredTeacherLoss):
         if len(teacher_probs_list) > len(student_logits_list):
             raise ValueError(f'{len(teacher_probs_list)} teacher views but only '
                              f'{len(student_logits_list)} student views')
+        # one log_softmax per student view, shared by its pairs with every teacher view
+        log_qs = [self.log_probs(logits) for logits in student_logits_list]
         total, n_terms = 0.0, 0
         for t_idx, probs in enumerate(teacher_probs_list):
-            for s_idx, logits in enumerate(student_logits_list):
+            probs = probs.float()
+            for s_idx, log_q in enumerate(log_qs):
                 if s_idx == t_idx:
                     continue
-                total = total + self.cross_entropy(logits, probs).mean()
+                total = total - (probs * log_q).sum(dim=-1).mean()
                 n_terms += 1
         if n_terms == 0:
             raise ValueError('no pair of different views: need >= 2 student views, got '
