@@ -174,6 +174,7 @@ class DinoSSLModel(BaseModel):
         self.momentum_teacher = momentum_teacher
         self.freeze_last_layer_iters = freeze_last_layer_iters
         self._local_iter = 0
+        self._gram_taken = False  # mirrors the gram_ready buffer once it is 1
         # False when a wrapper reduces the gradients itself (FSDP)
         self.sync_gradients = True
         self._rng_seed = torch.initial_seed()  # set by the Runner's randomness before building
@@ -192,11 +193,6 @@ class DinoSSLModel(BaseModel):
             self._register_load_state_dict_pre_hook(_fill_teacher_state, with_module=True)
         head_dim = self.student['dino_head'].last_layer.weight.shape[0]
         ibot_dim = self._ibot_head(self.student).last_layer.weight.shape[0]
-        for name, nets in (('dino_head', self.teacher), ('ibot_head', self.teacher)):
-            dim = (nets[name] if name in nets else nets['dino_head']).last_layer.weight.shape[0]
-            if dim != (head_dim if name == 'dino_head' else ibot_dim):
-                raise ValueError(f'distill_teacher {name} has {dim} prototypes, the student '
-                                 f'{head_dim if name == "dino_head" else ibot_dim}')
         if gram_loss_weight > 0:
             self.gram_teacher = _frozen(create_backbone(self.arch, **self.backbone_overrides))
             # weights come from a file or a snapshot: mmengine's init_weights must not redraw them
@@ -252,6 +248,14 @@ class DinoSSLModel(BaseModel):
                              f"{nets['backbone'].patch_size}, the student {student_patch}: the iBOT "
                              'masks need one patch grid')
         load_ssl_networks(nets, cfg['checkpoint'])
+        for name, student_head, teacher_head in (
+                ('dino_head', self.student['dino_head'], nets['dino_head']),
+                ('ibot_head', self._ibot_head(self.student), self._ibot_head(nets))):
+            k_student = student_head.last_layer.weight.shape[0]
+            k_teacher = teacher_head.last_layer.weight.shape[0]
+            if k_student != k_teacher:
+                raise ValueError(f'distill_teacher {name} has {k_teacher} prototypes, the student '
+                                 f'{k_student}')
         return nets
 
     @property
@@ -298,9 +302,12 @@ class DinoSSLModel(BaseModel):
             return
         since = iteration - self.gram_start_iter
         due = self.gram_update_interval > 0 and since > 0 and since % self.gram_update_interval == 0
-        if not bool(self.gram_ready) or due:
+        if not self._gram_taken:  # read the buffer (a device sync) until it says taken
+            self._gram_taken = bool(self.gram_ready)
+        if not self._gram_taken or due:
             self.gram_teacher.load_state_dict(self.ema['backbone'].state_dict())
             self.gram_ready.fill_(1)
+            self._gram_taken = True
 
     @contextlib.contextmanager
     def _iteration_rng(self, iteration: int) -> Iterator[None]:
@@ -398,31 +405,40 @@ class DinoSSLModel(BaseModel):
         with optim_wrapper.optim_context(self), self._iteration_rng(iteration):
             losses, teacher = self.compute_losses(data, sched['teacher_temp'], gram=use_gram)
         weights = {**self.weights, 'gram': sched.get('gram_weight', 0.0)}
+        if not losses:
+            raise ValueError('no loss to train: every loss weight is 0 (or iBOT without masks)')
         total = sum(weights[k] * v for k, v in losses.items())
-        if not isinstance(total, Tensor) or not torch.isfinite(total):
-            parts = ', '.join(f'{k}={v.item():.4g}' for k, v in losses.items())
+        # one host sync for the finiteness check and all the logged values
+        values = dict(zip(['loss', *losses], torch.stack(  # noqa: B905 (py3.9)
+            [total.detach(), *(v.detach() for v in losses.values())]).tolist()))
+        if not all(math.isfinite(v) for v in values.values()):
+            parts = ', '.join(f'{k}={values[k]:.4g}' for k in losses)
             raise FloatingPointError(f'non-finite loss at iteration {iteration}: {parts}; '
                                      'the last checkpoint is intact')
-        self._optimize(total, optim_wrapper, iteration)
-        ema_update_(self.ema, self.student, sched['momentum'])
-        self.dino_loss.update_center(teacher['cls_logits'])
-        if 'patch_logits' in teacher:
-            self.ibot_loss.update_center(teacher['patch_logits'])
+        if self._optimize(total, optim_wrapper, iteration):
+            ema_update_(self.ema, self.student, sched['momentum'])
+        if self.centering == 'softmax':  # Sinkhorn-Knopp targets do not use the centres
+            self.dino_loss.update_center(teacher['cls_logits'])
+            if 'patch_logits' in teacher:
+                self.ibot_loss.update_center(teacher['patch_logits'])
         self._local_iter = iteration + 1
-        logs = {'loss': total.item(), **{k: v.item() for k, v in losses.items()}}
-        logs.update(sched)
-        return logs
+        return {**values, **sched}
 
-    def _optimize(self, total: Tensor, optim_wrapper: OptimWrapper, iteration: int) -> None:
+    def _optimize(self, total: Tensor, optim_wrapper: OptimWrapper, iteration: int) -> bool:
+        """Backward, and on an update step (gradient accumulation aside: every step) the
+        last-layer freeze, gradient averaging over the processes and the optimiser step.
+        Returns whether the parameters were updated."""
         optim_wrapper.backward(optim_wrapper.scale_loss(total))
-        if self.sync_gradients:
-            average_gradients(self.student)
-        if iteration < self.freeze_last_layer_iters:
+        if not optim_wrapper.should_update():
+            return False
+        if iteration < self.freeze_last_layer_iters:  # before averaging: nothing to send
             self.student['dino_head'].cancel_last_layer_gradients()
             self._ibot_head(self.student).cancel_last_layer_gradients()
-        if optim_wrapper.should_update():
-            optim_wrapper.step()
-            optim_wrapper.zero_grad()
+        if self.sync_gradients:
+            average_gradients(self.student)
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        return True
 
     def forward(self, inputs: Any = None, data_samples: Any = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor]]:
