@@ -267,6 +267,12 @@ def test_dino_head_loads_official_weight_norm_keys():
     state['last_layer.weight_g'] = torch.full((10, 1), 2.0)
     with pytest.raises(ValueError, match='must be all ones'):
         head.load_state_dict(state)
+    # a trained g (DINOv2) loads into a plain last layer as the effective weight g v / |v|
+    plain = DINOHead(8, 10, hidden_dim=8, bottleneck_dim=4, norm_last_layer=False)
+    state['last_layer.weight_v'] = v
+    state['last_layer.weight_g'] = torch.full((10, 1), 2.0)
+    plain.load_state_dict(state)
+    torch.testing.assert_close(plain.last_layer.weight, 2.0 * v / v.norm(dim=1, keepdim=True))
 
 
 def test_dino_head_rejects_bad_sizes():

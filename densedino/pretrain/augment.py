@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
+
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as PIL 'L'
 _JITTER_OPS = ('brightness', 'contrast', 'saturation', 'hue')
 

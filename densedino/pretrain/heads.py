@@ -3,14 +3,17 @@
 DINOv1, iBOT, DINOv2 and DINOv3 all use the same shape of head: a 3-layer MLP (``in_dim`` ->
 2048 -> 2048 -> 256 bottleneck, GELU, optional BatchNorm as DINOv1's ``use_bn`` option), an L2
 normalisation of the bottleneck and a bias-free linear layer to 65,536 prototypes. In v1/v2 that
-last layer is weight-normalised with the norm ``g`` fixed to 1, so each prototype is a unit
-vector and a logit is a cosine similarity in [-1, 1].
+last layer is weight-normalised with the norm ``g`` set to 1 (DINOv1 keeps it fixed, so each
+prototype is a unit vector and a logit a cosine similarity in [-1, 1]; DINOv2's code lets ``g``
+train).
 
 Here the weight normalisation is written out (:class:`NormalizedLinear`) instead of using
 ``torch.nn.utils.parametrizations.weight_norm``: with ``g`` fixed to 1 the layer is just
 ``F.linear(x, F.normalize(weight, dim=1))`` and its state dict holds one tensor,
 ``last_layer.weight`` (the direction ``v``). Official checkpoints' ``weight_v`` / ``weight_g``
-pairs load through a state-dict hook (``weight_g`` must be all ones, which the recipe keeps).
+pairs load through a state-dict hook when ``weight_g`` is all ones; a head with a trained ``g``
+loads into ``norm_last_layer=False``, whose plain linear layer takes the effective weight
+``g v / |v|``.
 
 The last layer is kept frozen for the first epoch: call :meth:`DINOHead.cancel_last_layer_gradients`
 after ``backward()`` and before the optimiser step while ``epoch < freeze_last_layer_epochs``.
@@ -58,8 +61,9 @@ class NormalizedLinear(nn.Module):
         if v_key in state_dict:
             g = state_dict.pop(g_key, None)
             if g is not None and not torch.allclose(g.float(), torch.ones_like(g.float())):
-                raise ValueError(f'{g_key} must be all ones (g fixed to 1), got values in '
-                                 f'[{g.min().item():.4g}, {g.max().item():.4g}]')
+                raise ValueError(f'{g_key} must be all ones for a normalised last layer (values '
+                                 f'in [{g.min().item():.4g}, {g.max().item():.4g}]: g was trained, '
+                                 'as DINOv2 does): build the head with norm_last_layer=False')
             state_dict[prefix + 'weight'] = state_dict.pop(v_key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -131,6 +135,19 @@ class DINOHead(nn.Module):
         """
         x = F.normalize(self.mlp(x), dim=-1, eps=1e-6 if x.dtype == torch.float16 else 1e-12)
         return x if no_last_layer else self.last_layer(x)
+
+    def _load_from_state_dict(self, state_dict: Dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        # A plain last layer takes a weight_norm pair as its effective weight g v / |v|.
+        g_key, v_key = prefix + 'last_layer.weight_g', prefix + 'last_layer.weight_v'
+        if isinstance(self.last_layer, nn.Linear) and v_key in state_dict:
+            v = state_dict.pop(v_key)
+            g = state_dict.pop(g_key, None)
+            weight = F.normalize(v.float(), dim=1)
+            if g is not None:
+                weight = weight * g.float().reshape(-1, 1)
+            state_dict[prefix + 'last_layer.weight'] = weight.to(v.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def cancel_last_layer_gradients(self) -> None:
         """Drop the last layer's gradients (set to None) so the optimiser step skips it.
