@@ -188,6 +188,24 @@ def test_export_teacher_loads_strictly(trained, tmp_path):
                           teacher.forward_features(x)['x_norm_clstoken'])
 
 
+def test_export_tool_checks_the_architecture_and_leaves_no_bad_file(trained, tmp_path, capsys):
+    from tools import export_teacher
+    _, tmp = trained
+    ckpt = str(tmp / 'work' / 'iter_4.pth')
+    overrides = [f'{k}={v}' for k, v in TINY.items()]
+    good = tmp_path / 'teacher.pth'
+    export_teacher.run_cli(export_teacher.main, export_teacher.parse_args(
+        [ckpt, '--arch', 'dinov2_vits14', '--overrides', *overrides, '--out', str(good)]))
+    assert good.is_file() and 'loads as dinov2_vits14' in capsys.readouterr().out
+    bad = tmp_path / 'bad.pth'
+    with pytest.raises(SystemExit):
+        export_teacher.run_cli(export_teacher.main, export_teacher.parse_args(
+            [ckpt, '--arch', 'dinov2_vits14', '--overrides', *overrides, 'depth=1', '--out',
+             str(bad)]))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'does not fit' in err[0] and not bad.exists()
+
+
 PRETRAIN_CONFIGS = {  # name: (arch, blocks, prototypes, layer-wise decay)
     'synthetic_vits': ('dinov2_vits14', 4, 1024, False),
     'dinov1_vits16': ('dino_vits16', 12, 65536, False),

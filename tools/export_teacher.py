@@ -7,6 +7,7 @@ The result loads with ``create_backbone(ARCH, checkpoint=OUT, **OVERRIDES)`` (st
 checks that before returning.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 
@@ -32,7 +33,11 @@ def main(args: argparse.Namespace) -> None:
         raise SystemExit(f'error: checkpoint {args.checkpoint} does not exist')
     overrides = parse_overrides(args.overrides)
     export_teacher_backbone(args.checkpoint, args.out)
-    create_backbone(args.arch, checkpoint=args.out, **overrides)  # strict load check
+    try:
+        create_backbone(args.arch, checkpoint=args.out, **overrides)  # strict load check
+    except Exception:
+        os.remove(args.out)  # no unusable file left behind: the error says what does not fit
+        raise
     print(f'wrote {args.out} (loads as {args.arch} {overrides or ""})')
 
 

@@ -467,14 +467,11 @@ def _teacher_backbone_state(source: Union[nn.Module, str, os.PathLike, dict]) ->
             raise ValueError('the model is sharded (FSDP): export from its SSLDistributedWrapper '
                              '(on every rank) or from a checkpoint, not from the inner model')
         return {k: v.detach().cpu().clone() for k, v in state.items()}
-    ckpt = source if isinstance(source, dict) else torch.load(
-        os.fspath(source), map_location='cpu', weights_only=False)
-    state = ckpt.get('state_dict', ckpt)
-    for prefix in ('student_ema.backbone.', 'teacher.backbone.'):  # distilled: the student's EMA
-        out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if out:
-            return out
-    raise KeyError('no teacher.backbone.* keys in the checkpoint (is it a DinoSSLModel checkpoint?)')
+    state = _ssl_state(source)  # distilled: the student's EMA
+    out = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    if not out:
+        raise KeyError('no teacher.backbone.* keys in the checkpoint (is it a DinoSSLModel checkpoint?)')
+    return out
 
 
 def _drop_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
@@ -504,11 +501,13 @@ def gram_weight(iteration: int, weight: float, start: int, warmup_iters: int) ->
     return weight * min(1.0, (iteration - start + 1) / warmup_iters)
 
 
-def _ssl_state(path: str) -> Dict[str, Tensor]:
+def _ssl_state(source: Union[str, os.PathLike, dict]) -> Dict[str, Tensor]:
     """The teacher networks' weights (``backbone.*``, ``dino_head.*``, ``ibot_head.*``) of a
-    densedino pretraining checkpoint or an official DINO / DINOv2 training checkpoint (DINOv1
-    names its head ``head.*``; DDP's ``module.`` prefix is dropped); {} for other files."""
-    raw = read_file(os.fspath(path))
+    densedino pretraining checkpoint (the student's EMA when distilled) or an official DINO /
+    DINOv2 training checkpoint (DINOv1 names its head ``head.*``; DDP's ``module.`` prefix is
+    dropped), given as a path (read without running pickled code) or a loaded dict; {} for
+    other files."""
+    raw = source if isinstance(source, dict) else read_file(os.fspath(source))
     if not isinstance(raw, dict):
         return {}
     if isinstance(raw.get('teacher'), dict):  # official DINO / DINOv2 training checkpoint
