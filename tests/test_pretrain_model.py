@@ -101,6 +101,23 @@ def _standalone(lr: float = 1e-2, **kwargs):
     return model, wrapper
 
 
+def test_knn_monitor_does_not_change_training(trained, tmp_path):
+    """The same run with KNNMonitorHook (before the start and every iteration) logs the same
+    losses: the monitor only reads the teacher."""
+    runner, tmp = trained
+    ade = tmp.parent / 'synth' / 'ADEChallengeData2016'
+    cfg = _cfg(tmp_path)
+    cfg.custom_hooks = [dict(type='KNNMonitorHook', interval=1, at_start=True, ks=(1,), size=56,
+                             resize=64, train_dir=str(ade / 'images' / 'training'),
+                             train_labels=str(ade / 'image_labels_training.txt'),
+                             val_dir=str(ade / 'images' / 'validation'),
+                             val_labels=str(ade / 'image_labels_validation.txt'))]
+    monitored = Runner.from_cfg(cfg)
+    monitored.train()
+    assert len(monitored.message_hub.get_scalar('knn/top1_k1').data[0]) == 6  # 0, 1, ..., 5
+    assert _losses(monitored) == pytest.approx(_losses(runner), rel=0, abs=0)
+
+
 def test_ema_freeze_and_center_one_step():
     model, wrapper = _standalone()
     data = _batch(model)
