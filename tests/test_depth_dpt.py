@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 import densedino  # noqa: F401
 from densedino import CheckpointError
-from densedino.datasets import ResizeToMultiple
+from densedino.datasets import ResizeShortSideToMultiple
 from densedino.datasets.resize import resize_to_multiple_size
 from densedino.models.depth_anything import load_depth_anything_v2
 from densedino.models.heads import DPTDepthHead, load_head_checkpoint
@@ -354,14 +354,14 @@ def test_resize_to_multiple_sizes(hw, expected):
 def test_resize_to_multiple_transform():
     img = np.random.randint(0, 256, (60, 88, 3), np.uint8)
     depth = np.random.rand(60, 88).astype(np.float32)
-    out = ResizeToMultiple()(dict(img=img, gt_depth_map=depth, seg_fields=['gt_depth_map']))
+    out = ResizeShortSideToMultiple()(dict(img=img, gt_depth_map=depth, seg_fields=['gt_depth_map']))
     assert out['img'].shape == (518, 756, 3) and out['img'].dtype == np.float32
     assert out['img_shape'] == (518, 756) and out['gt_depth_map'].shape == (518, 756)
     assert set(np.unique(out['gt_depth_map'])) <= set(np.unique(depth))
     ref = cv2.resize(img.astype(np.float32), (756, 518), interpolation=cv2.INTER_CUBIC)
     np.testing.assert_allclose(out['img'], ref)
     with pytest.raises(ValueError, match='short_side and multiple must be positive'):
-        ResizeToMultiple(multiple=0)
+        ResizeShortSideToMultiple(multiple=0)
 
 
 @pytest.mark.parametrize('name,relative', [('depth_anything_v2_vits_relative', True),

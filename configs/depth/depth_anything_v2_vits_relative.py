@@ -31,7 +31,7 @@ model = dict(
 )
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeToMultiple', short_side=518, multiple=14, interpolation='bicubic'),
+    dict(type='ResizeShortSideToMultiple', short_side=518, multiple=14, interpolation='bicubic'),
     dict(type='PackSegInputs'),
 ]
 # tools/test.py --show-dir draws image | ground truth | prediction | colour bar.

@@ -16,7 +16,7 @@ from .depth_transforms import (
     NYUCrop,
     RandomDepthRotate,
 )
-from .resize import ResizeToMultiple
+from .resize import ResizeShortSideToMultiple
 from .seg import (
     ADE20KDataset,
     CityscapesDataset,
@@ -43,7 +43,7 @@ __all__ = [
     'ADE20KDataset', 'CityscapesDataset', 'DatasetError', 'DepthColorJitter', 'DepthFolderDataset',
     'KBCrop', 'KITTIEigenDepthDataset', 'LoadAnnotations', 'LoadDepthAnnotation', 'NYUCrop',
     'NYUDepthDataset', 'NYUFolderDepthDataset', 'PascalVOCDataset', 'RandomDepthRotate',
-    'ResizeToMultiple', 'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample',
+    'ResizeShortSideToMultiple', 'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample',
     'SyntheticSegDataset', 'SyntheticDepthDataset',
     'ensure_synthetic_ade20k', 'write_ade20k', 'write_kitti', 'write_nyu',
 ]

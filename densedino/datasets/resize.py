@@ -1,5 +1,6 @@
-"""``ResizeToMultiple``: Depth-Anything-V2's test-time resize (short side to a size, both sides
-multiples of the patch size, aspect ratio kept).
+"""``ResizeShortSideToMultiple``: Depth-Anything-V2's test-time resize (short side to a size, both
+sides multiples of the patch size, aspect ratio kept). Distinct from mmseg's ``ResizeToMultiple``
+(each side rounded up to a divisor), which keeps its name in densedino's scope.
 
 mmcv's ``Resize`` can keep the aspect ratio or snap to a divisor, not both in one step with
 Depth-Anything's rounding, so this transform does it. The rule is Depth-Anything-V2's
@@ -33,14 +34,14 @@ def _to_multiple(value: float, multiple: int, min_value: int) -> int:
 
 def resize_to_multiple_size(height: int, width: int, short_side: int, multiple: int
                             ) -> tuple[int, int]:
-    """Output (height, width) of :class:`ResizeToMultiple` for an image of ``height x width``."""
+    """Output (height, width) of :class:`ResizeShortSideToMultiple` for an image of ``height x width``."""
     scale = max(short_side / height, short_side / width)
     return (_to_multiple(scale * height, multiple, short_side),
             _to_multiple(scale * width, multiple, short_side))
 
 
 @TRANSFORMS.register_module()
-class ResizeToMultiple(BaseTransform):
+class ResizeShortSideToMultiple(BaseTransform):
     """Resize the image so its short side is ``short_side`` and both sides are multiples of
     ``multiple``, keeping the aspect ratio (Depth-Anything-V2 evaluation and inference).
 
