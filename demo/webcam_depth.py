@@ -10,7 +10,7 @@ drawn in the corner. The colour range is fixed (--vmin/--vmax) or follows the de
 frames (exponentially smoothed, --smooth). bf16 runs where the hardware has fast bf16 (GPUs, CPUs
 with AMX / AVX512-BF16; --precision auto), fp32 elsewhere. Without a display, or with --no-show,
 it runs headless; --out writes an .mp4 (or .avi) of the panels. It prints the frame rate reached.
-Flip averaging (the evaluation protocol) is off unless --flip: it halves the frame rate.
+Flip averaging (the evaluation protocol) is off unless --flip: it doubles the model work per frame.
 """
 import argparse
 import contextlib
@@ -129,7 +129,7 @@ class DepthRunner:
         device: torch device name.
         precision: 'auto', 'bf16' or 'fp32'.
         flip: Average with the mirrored frame (the configs' evaluation setting); off by default
-            for live use, where it halves the frame rate.
+            for live use, where it doubles the model work per frame.
     """
 
     def __init__(self, config: str, checkpoint: Optional[str], device: str,
