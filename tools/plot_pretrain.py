@@ -68,14 +68,12 @@ def _label(ax, ylabel: str, title: str) -> None:
 
 def plot(series: Series, out: str, *, title: str = '', dpi: int = 100) -> str:
     """Write the two-panel figure to ``out``."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     knn_keys = sorted((k for k in series if k.startswith('knn/')),
                       key=lambda k: int(k.rsplit('k', 1)[-1]) if k.rsplit('k', 1)[-1].isdigit() else 0)
-    fig, axes = plt.subplots(1, 2 if knn_keys else 1, figsize=(11 if knn_keys else 5.5, 3.8),
-                             squeeze=False)
+    fig = Figure(figsize=(11 if knn_keys else 5.5, 3.8))
+    axes = fig.subplots(1, 2 if knn_keys else 1, squeeze=False)
     ax = axes[0, 0]
     for key in LOSS_KEYS:
         if key in series:
@@ -98,7 +96,6 @@ def plot(series: Series, out: str, *, title: str = '', dpi: int = 100) -> str:
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
     fig.savefig(out, dpi=dpi)
-    plt.close(fig)
     return out
 
 
