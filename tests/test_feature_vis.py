@@ -156,6 +156,16 @@ def test_top_mass_keeps_the_minimal_set_on_a_hand_case():
         top_mass_mask(a, 0.0)
 
 
+@pytest.mark.parametrize('t', [0.3, 0.6, 0.9])
+def test_top_mass_equals_dinov1_cumsum_rule(t):
+    """DINOv1: ascending sort, normalise, keep where cumsum > 1 - t (random weights, no ties)."""
+    a = torch.rand(6, 200, generator=torch.Generator().manual_seed(0)) ** 3
+    val, idx = torch.sort(a, dim=-1)
+    val = val / val.sum(-1, keepdim=True)
+    dinov1 = torch.zeros_like(a, dtype=torch.bool).scatter(-1, idx, val.cumsum(-1) > 1 - t)
+    assert torch.equal(top_mass_mask(a, t), dinov1)
+
+
 @pytest.mark.parametrize('name', ['dino_vits16', 'dinov2_vits14_reg', 'dinov3_vits16'])
 def test_cls_attention_maps_on_non_square_images(name):
     model = tiny(name)
