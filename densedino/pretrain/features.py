@@ -20,7 +20,7 @@ from ..datasets.seg import DatasetError
 from ..datasets.synthetic import progress_iter
 from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
 from ..ops import center_pad
-from ..visualization.features import prepare_image, read_image
+from ..visualization.features import input_normalisation, prepare_image, read_image
 from .datasets import UnlabeledImageFolder
 from .knn import knn_accuracy
 
@@ -68,16 +68,6 @@ class _ImageList(Dataset):
         return knn_transform(image, **self.transform_args)
 
 
-def _normalisation(backbone: nn.Module, mean, std) -> tuple[Sequence[float], Sequence[float]]:
-    """The given mean/std, else the backbone preset's, else ImageNet's."""
-    preset = getattr(backbone, 'preset', None)
-    if mean is None:
-        mean = preset.mean if preset is not None else IMAGENET_MEAN
-    if std is None:
-        std = preset.std if preset is not None else IMAGENET_STD
-    return mean, std
-
-
 @torch.no_grad()
 def extract_cls_features(backbone: nn.Module, images_or_paths: Sequence[ImageLike], *,
                          size: int = 224, resize: int = 256, batch_size: int = 32,
@@ -116,7 +106,7 @@ def extract_cls_features(backbone: nn.Module, images_or_paths: Sequence[ImageLik
     device = torch.device(device) if device is not None else (
         param.device if param is not None else torch.device('cpu'))
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    mean, std = _normalisation(backbone, mean, std)
+    mean, std = input_normalisation(backbone, mean, std)
     loader = DataLoader(_ImageList(images_or_paths, size=size, resize=resize, mean=mean, std=std),
                         batch_size=batch_size, shuffle=False, num_workers=num_workers)
     multiple = int(getattr(backbone, 'patch_size', 1) or 1)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
 from ..ops import center_pad
 
 Box = Tuple[int, int, int, int]  # top, left, height, width of the image inside the padded input
@@ -128,14 +129,15 @@ def prepare_image(image: np.ndarray, *, multiple: int, size: Optional[int] = Non
     return PreparedImage(center_pad(x[None], multiple), image, box)
 
 
-def _normalisation(backbone, mean, std) -> Tuple[Sequence[float], Sequence[float]]:
+def input_normalisation(backbone, mean: Optional[Sequence[float]] = None,
+                        std: Optional[Sequence[float]] = None
+                        ) -> Tuple[Sequence[float], Sequence[float]]:
+    """The given mean/std, else the backbone preset's, else ImageNet's (every DINO preset's)."""
     preset = getattr(backbone, 'preset', None)
-    if mean is None or std is None:
-        if preset is None:
-            raise ValueError('the backbone has no preset (build it with create_backbone) and no '
-                             'mean/std was given')
-        mean = preset.mean if mean is None else mean
-        std = preset.std if std is None else std
+    if mean is None:
+        mean = preset.mean if preset is not None else IMAGENET_MEAN
+    if std is None:
+        std = preset.std if preset is not None else IMAGENET_STD
     return mean, std
 
 
@@ -180,7 +182,7 @@ def extract_patch_features(backbone, images: Sequence[np.ndarray], *, layer: Opt
     Returns:
         One :class:`PatchFeatures` per image, on the backbone's device.
     """
-    mean, std = _normalisation(backbone, mean, std)
+    mean, std = input_normalisation(backbone, mean, std)
     param = next(backbone.parameters())
     is_vit = hasattr(backbone, 'get_last_selfattention')
     depth = backbone.n_blocks
@@ -193,11 +195,9 @@ def extract_patch_features(backbone, images: Sequence[np.ndarray], *, layer: Opt
     for image in images:
         prep = prepare_image(image, multiple=backbone.patch_size, size=size, mean=mean, std=std)
         x = prep.tensor.to(param.device, param.dtype)
-        if is_vit:
-            fmap = backbone.get_intermediate_layers(x, n=[index], reshape=True, norm=True)[0]
-        else:
-            fmap = backbone.forward_stages(x, norm=True)[index]
-        fmap = fmap[0].permute(1, 2, 0).float()
+        # ViT: block ``index`` after the final norm; ConvNeXt: stage ``index`` with its norm
+        fmap = backbone.get_intermediate_layers(x, n=[index], reshape=True, norm=True)[0][0]
+        fmap = fmap.permute(1, 2, 0).float()
         stride = x.shape[-2] // fmap.shape[0]
         valid = _valid_patches(prep.box, fmap.shape[:2], stride, fmap.device)
         out.append(PatchFeatures(fmap, valid, prep.box, stride, prep.image))
@@ -416,7 +416,7 @@ def cls_attention_maps(backbone, image: np.ndarray, *, threshold: Optional[float
     if not hasattr(backbone, 'get_last_selfattention'):
         raise TypeError(f'{type(backbone).__name__} has no self-attention and no class token, so '
                         'it has no attention maps; use the PCA or similarity maps instead')
-    mean, std = _normalisation(backbone, mean, std)
+    mean, std = input_normalisation(backbone, mean, std)
     p = backbone.patch_size
     prep = prepare_image(image, multiple=p, size=size, mean=mean, std=std)
     param = next(backbone.parameters())
