@@ -288,3 +288,13 @@ def test_pca_script_runs_as_a_program(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert run.returncode == 0, run.stderr
     assert RANDOM_WARNING in run.stderr and out.is_file()
+
+
+def test_attention_rows_on_demand_equal_the_full_matrix():
+    model = densedino.create_backbone('dinov2_vits14_reg', **TINY).eval()
+    x = torch.randn(1, 3, 42, 56)
+    with torch.no_grad():
+        full = model.get_last_selfattention(x)
+        first = model.get_last_selfattention(x, n_queries=1)
+    assert first.shape == (*full.shape[:2], 1, full.shape[-1])
+    torch.testing.assert_close(first, full[:, :, :1], rtol=0, atol=1e-6)

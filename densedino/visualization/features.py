@@ -422,7 +422,7 @@ def cls_attention_maps(backbone, image: np.ndarray, *, threshold: Optional[float
     param = next(backbone.parameters())
     x = prep.tensor.to(param.device, param.dtype)
     h, w = x.shape[-2] // p, x.shape[-1] // p
-    attn = backbone.get_last_selfattention(x)[0]  # (heads, N, N)
+    attn = backbone.get_last_selfattention(x, n_queries=1)[0]  # (heads, 1, N): the CLS row
     maps = attn[:, 0, backbone.num_prefix_tokens:].reshape(-1, h, w).float()
     valid = _valid_patches(prep.box, (h, w), p, maps.device)
     masks = None

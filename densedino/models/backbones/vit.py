@@ -251,9 +251,11 @@ class DinoVisionTransformer(nn.Module):
             outputs.append((patches, t[:, 0]) if return_class_token else patches)
         return tuple(outputs)
 
-    def get_last_selfattention(self, x: torch.Tensor) -> torch.Tensor:
-        """DINOv1's attention of the last block, (B, heads, N, N) with N = 1 + R + h * w."""
+    def get_last_selfattention(self, x: torch.Tensor,
+                               n_queries: Optional[int] = None) -> torch.Tensor:
+        """DINOv1's attention of the last block, (B, heads, N, N) with N = 1 + R + h * w;
+        ``n_queries=Q``: the first Q query rows only, (B, heads, Q, N)."""
         tokens, rope, _ = self.prepare_tokens(x)
         for blk in self.blocks[:-1]:
             tokens = blk(tokens, rope)
-        return self.blocks[-1].attention_map(tokens, rope)
+        return self.blocks[-1].attention_map(tokens, rope, n_queries=n_queries)

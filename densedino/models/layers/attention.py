@@ -45,9 +45,16 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
-    def attention_map(self, x: torch.Tensor, rope: Optional[Rope] = None) -> torch.Tensor:
-        """Softmax attention weights (B, heads, N, N), computed explicitly (for visualisation)."""
+    def attention_map(self, x: torch.Tensor, rope: Optional[Rope] = None,
+                      n_queries: Optional[int] = None) -> torch.Tensor:
+        """Softmax attention weights (B, heads, Q, N), computed explicitly (for visualisation).
+
+        ``n_queries``: only the first Q query tokens (e.g. 1: the class token's row, O(N)
+        memory); None: all N.
+        """
         q, k, _ = self._qkv(x, rope)
+        if n_queries is not None:
+            q = q[..., :n_queries, :]
         scores = (q.float() @ k.float().transpose(-2, -1)) * self.head_dim ** -0.5
         return scores.softmax(dim=-1)
 

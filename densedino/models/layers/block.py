@@ -65,6 +65,8 @@ class Block(nn.Module):
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), rope)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 
-    def attention_map(self, x: torch.Tensor, rope: Optional[Rope] = None) -> torch.Tensor:
-        """This block's attention weights (B, heads, N, N) on input tokens ``x``."""
-        return self.attn.attention_map(self.norm1(x), rope)
+    def attention_map(self, x: torch.Tensor, rope: Optional[Rope] = None,
+                      n_queries: Optional[int] = None) -> torch.Tensor:
+        """This block's attention weights (B, heads, Q, N) on input tokens ``x`` (Q = N unless
+        ``n_queries``: the first Q query rows)."""
+        return self.attn.attention_map(self.norm1(x), rope, n_queries=n_queries)
