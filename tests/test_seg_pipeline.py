@@ -159,7 +159,9 @@ def test_bad_inputs_give_one_line_errors(ade_root, tmp_path):
     cv2.imwrite(bad, np.full((56, 84), 200, np.uint8))
     cfg = tiny_cfg(root, tmp_path / 'c')
     cfg.train_dataloader.sampler = dict(type='DefaultSampler', shuffle=False)
-    with pytest.raises(DatasetError, match=f'label file {bad} has values \\[199\\] outside'):
+    # the value as stored in the file, then as mapped by reduce_zero_label
+    message = f'label file {bad} has values \\[200\\] \\(\\[199\\] after reduce_zero_label\\) outside'
+    with pytest.raises(DatasetError, match=message):
         Runner.from_cfg(cfg).train()
 
 

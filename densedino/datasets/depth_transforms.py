@@ -17,7 +17,7 @@ from mmcv.transforms import BaseTransform
 from mmengine import fileio
 
 from ..registry import TRANSFORMS
-from .seg import DatasetError
+from .seg import DatasetError, check_same_size
 
 DEPTH_KEY = 'gt_depth_map'
 NYU_SHAPE = (480, 640)
@@ -26,6 +26,26 @@ NYU_BOX = (45, 472, 43, 608)  # rows 45:472, cols 43:608 (427x565), the crop of 
 
 def _shape_str(shape: tuple[int, ...]) -> str:
     return f'{shape[0]}x{shape[1]}'
+
+
+def check_depth_format(path: str, channels: int, dtype: np.dtype) -> None:
+    """Raise unless a depth file decodes to one integer channel of more than 8 bits (uint16 PNG).
+
+    Args:
+        path: The depth file, for the message.
+        channels: Channels of the decoded array (``cv2.IMREAD_UNCHANGED``).
+        dtype: Its dtype.
+
+    Raises:
+        DatasetError: several channels, a float dtype, or 8 bits (the message names the file).
+    """
+    dtype = np.dtype(dtype)
+    if channels != 1:
+        raise DatasetError(f'depth file {path} has {channels} channels; depth must be one channel')
+    if dtype.kind not in 'ui':
+        raise DatasetError(f'depth file {path} has dtype {dtype}; depth must be integer (uint16 PNG)')
+    if dtype.itemsize == 1:
+        raise DatasetError(f'depth file {path} is 8-bit; depth must be 16-bit (uint16 PNG)')
 
 
 def _check_pair(name: str, value: tuple[float, float] | None, low: float) -> tuple[float, float] | None:
@@ -81,7 +101,8 @@ class LoadDepthAnnotation(BaseTransform):
     ``gt_depth_map = value / depth_scale`` (float32, 0 stays 0 = no measurement) and ``'gt_depth_map'``
     is appended to ``seg_fields``. When the image was loaded before (``LoadImageFromFile``), the depth
     map must have the image's original size (``ori_shape``, so a ``Resize`` placed before this
-    transform leaves the depth map at full resolution, mmseg's test-time convention).
+    transform leaves the depth map at full resolution, mmseg's test-time convention); ``ori_shape``
+    alone (no ``img``) is checked too.
 
     ``depth_map_path=None`` (a KITTI test line without GT) loads nothing: the sample gets no
     ``gt_depth_map`` and serves predictions only.
@@ -114,12 +135,7 @@ class LoadDepthAnnotation(BaseTransform):
         depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
         if depth is None:
             raise DatasetError(f'cannot decode depth file {path} (corrupt or not an image)')
-        if depth.ndim != 2:
-            raise DatasetError(f'depth file {path} has {depth.shape[2]} channels; depth must be one channel')
-        if depth.dtype.kind not in 'ui':
-            raise DatasetError(f'depth file {path} has dtype {depth.dtype}; depth must be integer (uint16 PNG)')
-        if depth.dtype.itemsize == 1:
-            raise DatasetError(f'depth file {path} is 8-bit; depth must be 16-bit (uint16 PNG)')
+        check_depth_format(path, 1 if depth.ndim == 2 else depth.shape[2], depth.dtype)
         return depth
 
     def transform(self, results: dict) -> dict:
@@ -133,11 +149,11 @@ class LoadDepthAnnotation(BaseTransform):
         if scale is None:
             raise DatasetError(f'no depth_scale for {path}: set it in the dataset or in LoadDepthAnnotation')
         depth = self._read(path)
-        if 'img' in results:
-            img_shape = tuple(results.get('ori_shape') or results['img'].shape[:2])
-            if depth.shape != img_shape:
-                raise DatasetError(f'depth file {path} is {_shape_str(depth.shape)} but image '
-                                   f'{results.get("img_path")} is {_shape_str(img_shape)}')
+        img_shape = results.get('ori_shape')
+        if img_shape is None and 'img' in results:
+            img_shape = results['img'].shape[:2]
+        if img_shape is not None:
+            check_same_size('depth', path, depth.shape, results.get('img_path'), img_shape)
         results[DEPTH_KEY] = depth.astype(np.float32) / np.float32(scale)
         results['depth_scale'] = float(scale)
         fields = results.setdefault('seg_fields', [])
@@ -316,4 +332,5 @@ class DepthColorJitter(BaseTransform):
                 f'color={self.color}, prob={self.prob})')
 
 
-__all__ = ['DepthColorJitter', 'KBCrop', 'LoadDepthAnnotation', 'NYUCrop', 'RandomDepthRotate']
+__all__ = ['DepthColorJitter', 'KBCrop', 'LoadDepthAnnotation', 'NYUCrop', 'RandomDepthRotate',
+           'check_depth_format']

@@ -1,6 +1,7 @@
 """``DenseDepthMetric``: dataset-level depth evaluation on mmengine's ``BaseMetric``."""
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +17,8 @@ from .depth_functional import (
     depth_metrics,
 )
 
+logger = logging.getLogger(__name__)
+
 
 @METRICS.register_module()
 class DenseDepthMetric(BaseMetric):
@@ -24,9 +27,12 @@ class DenseDepthMetric(BaseMetric):
     Each image is scored with :func:`densedino.evaluation.depth_metrics` (prediction clamped to
     ``[min_depth, max_depth]``, valid pixels ``min_depth < gt < max_depth`` inside ``crop``), and
     the reported value of each metric is the mean over images with at least one valid pixel,
-    which is the official NYUv2 / KITTI protocol (not a mean over pooled pixels). Images without
-    a valid pixel are skipped and counted in the log. ``silog`` is the toolbox / DINOv3 x100
-    convention, ``silog_mmseg`` the mmseg / Depth-Anything one (see ``depth_metrics``).
+    which is the official NYUv2 / KITTI protocol (not a mean over pooled pixels). An image whose
+    ground truth has no valid pixel is left out, with a warning naming its file (once per image
+    and metric object), and counted in the log; when no image with ground truth has a valid pixel
+    the evaluation raises instead of reporting NaN. Images without ground truth at all
+    (predictions only) are skipped silently. ``silog`` is the toolbox / DINOv3 x100 convention,
+    ``silog_mmseg`` the mmseg / Depth-Anything one (see ``depth_metrics``).
 
     Args:
         min_depth: lower evaluation bound in metres (> 0), e.g. 1e-3.
@@ -61,6 +67,7 @@ class DenseDepthMetric(BaseMetric):
         check_crop(crop)
         self.min_depth, self.max_depth, self.crop = float(min_depth), float(max_depth), crop
         self.metrics = self._check_metric_names(metrics)
+        self._warned: set[str] = set()
 
     @staticmethod
     def _check_metric_names(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -74,7 +81,7 @@ class DenseDepthMetric(BaseMetric):
         return names
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Score each sample and store ``{metric: float, 'n_valid': int}`` in ``self.results``.
+        """Score each sample and store ``{metric: float, 'n_valid': int, 'has_gt': 0 or 1}``.
 
         Args:
             data_batch: the dataloader batch (unused).
@@ -92,7 +99,8 @@ class DenseDepthMetric(BaseMetric):
             if self.output_dir:
                 self._write(sample, pred)
             if 'gt_depth_map' not in sample:  # e.g. KITTI lines without GT: predictions only
-                self.results.append({**{k: math.nan for k in self.metrics}, 'n_valid': 0})
+                self.results.append({**{k: math.nan for k in self.metrics}, 'n_valid': 0,
+                                     'has_gt': 0})
                 continue
             gt = _depth_map(sample, 'gt_depth_map')
             try:
@@ -100,8 +108,21 @@ class DenseDepthMetric(BaseMetric):
                                        max_depth=self.max_depth, crop=self.crop)
             except ValueError as err:
                 raise ValueError(f'{_image_name(sample)}: {err}') from None
+            if scores['n_valid'] == 0:
+                self._warn_no_valid_pixel(sample)
             self.results.append({**{k: scores[k] for k in self.metrics},
-                                 'n_valid': scores['n_valid']})
+                                 'n_valid': scores['n_valid'], 'has_gt': 1})
+
+    def _range_text(self) -> str:
+        return f'{self.min_depth:g} m < gt < {self.max_depth:g} m inside crop {self.crop}'
+
+    def _warn_no_valid_pixel(self, sample: Mapping) -> None:
+        name = str(sample.get('depth_map_path') or _image_name(sample))
+        if name not in self._warned:
+            self._warned.add(name)
+            logger.warning('DenseDepthMetric: ground truth %s has no valid pixel (%s); the image '
+                           'is left out of the metrics (check the file and depth_scale)',
+                           name, self._range_text())
 
     def _write(self, sample: Mapping, pred: Any) -> None:
         import os
@@ -129,13 +150,23 @@ class DenseDepthMetric(BaseMetric):
             results: the per-image dicts stored by :meth:`process`, gathered from all ranks.
 
         Returns:
-            ``{name: mean}`` for the configured metric names; NaN values when no image had a
-            valid pixel.
+            ``{name: mean}`` for the configured metric names; NaN values only when no image has
+            ground truth at all (predictions only, e.g. KITTI test lines without it).
+
+        Raises:
+            ValueError: images with ground truth were evaluated but none has a valid pixel
+                (all-zero depth maps, a wrong ``depth_scale`` or range).
         """
         scored = [r for r in results if r['n_valid'] > 0]
+        with_gt = sum(r.get('has_gt', 1) for r in results)
+        if with_gt and not scored:
+            raise ValueError(f'DenseDepthMetric: none of the {with_gt} images with ground truth '
+                             f'has a valid pixel ({self._range_text()}); the depth maps are all '
+                             'zero or out of range: check them (tools/check_dataset.py CONFIG), '
+                             'their depth_scale and min_depth / max_depth')
         print_log(f'DenseDepthMetric: {len(scored)} images evaluated, '
-                  f'{len(results) - len(scored)} skipped (no ground truth in '
-                  f'({self.min_depth:g}, {self.max_depth:g}) m inside crop {self.crop})',
+                  f'{len(results) - len(scored)} skipped ({with_gt - len(scored)} without a valid '
+                  f'pixel: {self._range_text()}; {len(results) - with_gt} without ground truth)',
                   logger='current')
         means = {k: math.fsum(r[k] for r in scored) / len(scored) if scored else math.nan
                  for k in self.metrics}
