@@ -26,17 +26,18 @@ DATASETS = _child('dataset', MMSEG_DATASETS, 'densedino.datasets', 'densedino.pr
                   'mmseg.datasets')
 TRANSFORMS = _child('transform', MMSEG_TRANSFORMS, 'densedino.datasets', 'mmseg.datasets')
 METRICS = _child('metric', MMSEG_METRICS, 'densedino.evaluation', 'mmseg.evaluation')
-HOOKS = _child('hook', MMSEG_HOOKS, 'densedino.pretrain', 'mmseg.engine')
+HOOKS = _child('hook', MMSEG_HOOKS, 'densedino.engine', 'densedino.pretrain', 'mmseg.engine')
 OPTIM_WRAPPER_CONSTRUCTORS = _child('optimizer wrapper constructor',
                                     MMSEG_OPTIM_WRAPPER_CONSTRUCTORS, 'densedino.engine',
                                     'mmseg.engine')
 OPTIM_WRAPPERS = _child('optim wrapper', MMSEG_OPTIM_WRAPPERS, 'densedino.engine', 'mmseg.engine')
+RUNNERS = _child('runner', _mmseg.RUNNERS, 'densedino.engine')
 VISUALIZERS = _child('visualizer', MMSEG_VISUALIZERS, 'densedino.visualization',
                      'mmseg.visualization')
 
 # The rest of mmseg's registries get plain children too, so that building loops, samplers,
 # schedulers ... in the 'densedino' scope finds mmengine's classes without falling back.
 for _name in ('DATA_SAMPLERS', 'EVALUATOR', 'INFERENCERS', 'LOG_PROCESSORS', 'LOOPS',
-              'MODEL_WRAPPERS', 'OPTIMIZERS', 'PARAM_SCHEDULERS', 'RUNNERS', 'RUNNER_CONSTRUCTORS',
+              'MODEL_WRAPPERS', 'OPTIMIZERS', 'PARAM_SCHEDULERS', 'RUNNER_CONSTRUCTORS',
               'TASK_UTILS', 'VISBACKENDS', 'WEIGHT_INITIALIZERS'):
     globals()[_name] = _child(getattr(_mmseg, _name).name, getattr(_mmseg, _name))

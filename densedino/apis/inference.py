@@ -32,7 +32,8 @@ from mmengine.registry import DefaultScope
 from mmseg.models import BaseSegmentor
 from mmseg.structures import SegDataSample
 
-from ..models.backbones.checkpoint import CheckpointError, describe_mismatch, read_file
+from ..engine.checkpoint import load_model_checkpoint, read_model_checkpoint
+from ..models.backbones.checkpoint import CheckpointError
 from ..registry import DATASETS, MODELS, TRANSFORMS
 from ..visualization.overlay import default_palette
 
@@ -72,12 +73,12 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[Union[str,
             they do not match the head's number of classes.
     """
     cfg = _load_config(config, cfg_options)
-    ckpt = _read_checkpoint(checkpoint) if checkpoint is not None else None
+    ckpt = read_model_checkpoint(checkpoint) if checkpoint is not None else None
     _prepare_model_cfg(cfg, from_checkpoint=ckpt is not None)
     with DefaultScope.overwrite_default_scope(SCOPE):
         model = MODELS.build(cfg.model)
         if ckpt is not None:
-            _load_weights(model, _state_dict_of(ckpt, checkpoint), checkpoint, cfg)
+            load_model_checkpoint(model, ckpt, checkpoint, what=f'the model of {_cfg_name(cfg)}')
         model.dataset_meta = model_dataset_meta(model, cfg, ckpt, checkpoint)
     _check_num_classes(model, checkpoint)
     model.cfg = cfg
@@ -226,31 +227,6 @@ def _prepare_model_cfg(cfg: Config, *, from_checkpoint: bool) -> None:
         if from_checkpoint and 'checkpoint' in backbone:
             # the full checkpoint holds the backbone too; the pretrained file may not be here
             backbone.checkpoint = None
-
-
-def _read_checkpoint(path: str) -> dict:
-    obj = read_file(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f'checkpoint {path} holds a {type(obj).__name__}, not a dict')
-    return obj
-
-
-def _state_dict_of(ckpt: dict, path: str) -> StateDict:
-    """The model weights of an mmengine checkpoint (``state_dict``) or of a bare state dict."""
-    sd = ckpt.get('state_dict', ckpt)
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise CheckpointError(f'checkpoint {path} holds no state dict of tensors '
-                              f'(keys: {sorted(ckpt)[:5]})')
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in sd.items()}
-
-
-def _load_weights(model: torch.nn.Module, sd: StateDict, path: str, cfg: Config) -> None:
-    """Load strictly, or raise one line listing what does not fit."""
-    problems = describe_mismatch(sd, model.state_dict())
-    if problems:
-        raise CheckpointError(f'checkpoint {path} does not fit the model of {_cfg_name(cfg)} '
-                              f'(another architecture or number of classes?): {problems}')
-    model.load_state_dict(sd, strict=True)
 
 
 def _meta_from_checkpoint(ckpt: Optional[dict]) -> Optional[dict]:

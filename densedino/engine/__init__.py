@@ -1,5 +1,14 @@
-"""Training machinery: optimizer wrappers and constructors, hooks."""
+"""Training machinery: the runner, crash-safe checkpoints, non-finite guards, optimizer wrappers
+and constructors."""
+from .checkpoint import describe_checkpoint, load_model_checkpoint, read_model_checkpoint
+from .files import latest_checkpoint
+from .hooks import SafeCheckpointHook
 from .layer_decay import LayerDecayOptimWrapperConstructor, layer_id
+from .nonfinite import NonFiniteError, NonFiniteGuard
 from .optim_wrapper import BF16OptimWrapper
+from .runner import DensedinoRunner, build_runner
 
-__all__ = ['LayerDecayOptimWrapperConstructor', 'layer_id', 'BF16OptimWrapper']
+__all__ = ['LayerDecayOptimWrapperConstructor', 'layer_id', 'BF16OptimWrapper', 'DensedinoRunner',
+           'build_runner', 'SafeCheckpointHook', 'NonFiniteError', 'NonFiniteGuard',
+           'latest_checkpoint', 'describe_checkpoint', 'load_model_checkpoint',
+           'read_model_checkpoint']

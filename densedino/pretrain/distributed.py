@@ -17,11 +17,11 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
 import torch.distributed as dist
-from mmengine.hooks import CheckpointHook
 from mmengine.optim import OptimWrapper
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from torch import Tensor, nn
 
+from ..engine.hooks import SafeCheckpointHook
 from ..registry import HOOKS
 
 #: Options of ``SSLDistributedWrapper(fsdp=dict(...))`` and their defaults.
@@ -398,15 +398,16 @@ def _full_state_of(model: nn.Module, optim_wrapper: Optional[OptimWrapper]) -> I
 
 
 @HOOKS.register_module()
-class FSDPCheckpointHook(CheckpointHook):
-    """mmengine's ``CheckpointHook`` that also saves FSDP-sharded models, as full tensors.
+class FSDPCheckpointHook(SafeCheckpointHook):
+    """:class:`~densedino.engine.hooks.SafeCheckpointHook` that also saves FSDP-sharded models,
+    as full tensors.
 
     mmengine saves on rank 0 only, from ``model.state_dict()``, which under
     ``SSLDistributedWrapper(fsdp=...)`` would hold rank 0's shards. Before each save this hook
     gathers the full model (and optimiser state when ``save_optimizer``) to rank 0's CPU on
     every rank, so the checkpoint holds plain full tensors, loadable without FSDP and by
     ``export_teacher_backbone``, and resumable with or without FSDP. Otherwise (no wrapper,
-    no sharding) it is the plain ``CheckpointHook``; it takes the same arguments.
+    no sharding) it is the plain ``SafeCheckpointHook``; it takes the same arguments.
     """
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:

@@ -8,9 +8,11 @@ only the global crops. One :meth:`DinoSSLModel.train_step`:
    targets at the current teacher temperature; patch targets at the masked positions (iBOT);
 2. student forward on the masked global crops and on the local crops;
 3. losses ``dino`` (all pairs of different views), ``ibot`` (masked patches), ``koleo`` (student
-   CLS of each global crop), weighted; a non-finite total raises before any parameter changes;
-4. backward, last-layer gradients dropped while ``iter < freeze_last_layer_iters``, optimiser
-   step (gradient clipping from the optim wrapper's ``clip_grad``);
+   CLS of each global crop), weighted;
+4. backward, last-layer gradients dropped while ``iter < freeze_last_layer_iters``, then the
+   non-finite guard (every loss term and the gradient norm; a non-finite value stops the run
+   before any parameter, centre or teacher changes) and the optimiser step (gradient clipping
+   from the optim wrapper's ``clip_grad``);
 5. EMA teacher update with a cosine momentum schedule (``base -> 1`` over ``max_iters``), then the
    centres are updated with this step's teacher logits.
 
@@ -47,6 +49,7 @@ from mmengine.model import BaseDataPreprocessor, BaseModel
 from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
+from ..engine.nonfinite import NonFiniteGuard
 from ..models.backbones import create_backbone
 from ..models.backbones.checkpoint import CheckpointError, describe_mismatch, load_into, read_file
 from ..models.backbones.convert import fit_to_model, from_official_training
@@ -174,6 +177,7 @@ class DinoSSLModel(BaseModel):
         self.momentum_teacher = momentum_teacher
         self.freeze_last_layer_iters = freeze_last_layer_iters
         self._local_iter = 0
+        self._guard = NonFiniteGuard()  # when no runner attached one (max_skips=0)
         self._gram_taken = False  # mirrors the gram_ready buffer once it is 1
         # False when a wrapper reduces the gradients itself (FSDP)
         self.sync_gradients = True
@@ -395,7 +399,8 @@ class DinoSSLModel(BaseModel):
         """One optimisation step; see the module docstring.
 
         Raises:
-            FloatingPointError: the loss is not finite (nothing has been updated).
+            NonFiniteError: a loss term or the gradient norm is not finite (nothing has been
+                updated; see :class:`~densedino.engine.nonfinite.NonFiniteGuard`).
         """
         iteration, max_iters = self._progress()
         sched = self.schedules(iteration, max_iters)
@@ -408,37 +413,37 @@ class DinoSSLModel(BaseModel):
         if not losses:
             raise ValueError('no loss to train: every loss weight is 0 (or iBOT without masks)')
         total = sum(weights[k] * v for k, v in losses.items())
-        # one host sync for the finiteness check and all the logged values
-        values = dict(zip(['loss', *losses], torch.stack(  # noqa: B905 (py3.9)
-            [total.detach(), *(v.detach() for v in losses.values())]).tolist()))
-        if not all(math.isfinite(v) for v in values.values()):
-            parts = ', '.join(f'{k}={values[k]:.4g}' for k in losses)
-            raise FloatingPointError(f'non-finite loss at iteration {iteration}: {parts}; '
-                                     'the last checkpoint is intact')
-        if self._optimize(total, optim_wrapper, iteration):
+        values, updated = self._optimize(total, losses, optim_wrapper, iteration)
+        if updated:
             ema_update_(self.ema, self.student, sched['momentum'])
-        if self.centering == 'softmax':  # Sinkhorn-Knopp targets do not use the centres
+        finite = all(math.isfinite(v) for v in values.values())
+        if self.centering == 'softmax' and finite:  # Sinkhorn-Knopp targets use no centres
             self.dino_loss.update_center(teacher['cls_logits'])
             if 'patch_logits' in teacher:
                 self.ibot_loss.update_center(teacher['patch_logits'])
         self._local_iter = iteration + 1
         return {**values, **sched}
 
-    def _optimize(self, total: Tensor, optim_wrapper: OptimWrapper, iteration: int) -> bool:
+    def _optimize(self, total: Tensor, losses: Dict[str, Tensor], optim_wrapper: OptimWrapper,
+                  iteration: int) -> tuple:
         """Backward, and on an update step (gradient accumulation aside: every step) the
-        last-layer freeze, gradient averaging over the processes and the optimiser step.
-        Returns whether the parameters were updated."""
+        last-layer freeze, gradient averaging over the processes, then the non-finite guard
+        (loss terms and gradient norm in one host sync) and the optimiser step.
+
+        Returns:
+            The logged values as floats, and whether the parameters were updated.
+        """
         optim_wrapper.backward(optim_wrapper.scale_loss(total))
-        if not optim_wrapper.should_update():
-            return False
-        if iteration < self.freeze_last_layer_iters:  # before averaging: nothing to send
-            self.student['dino_head'].cancel_last_layer_gradients()
-            self._ibot_head(self.student).cancel_last_layer_gradients()
-        if self.sync_gradients:
-            average_gradients(self.student)
-        optim_wrapper.step()
-        optim_wrapper.zero_grad()
-        return True
+        update = optim_wrapper.should_update()
+        if update:
+            if iteration < self.freeze_last_layer_iters:  # before averaging: nothing to send
+                self.student['dino_head'].cancel_last_layer_gradients()
+                self._ibot_head(self.student).cancel_last_layer_gradients()
+            if self.sync_gradients:
+                average_gradients(self.student)
+        guard = getattr(optim_wrapper, 'nonfinite_guard', None) or self._guard
+        return guard.step(optim_wrapper, {'loss': total, **losses}, iteration=iteration,
+                          update=update)
 
     def forward(self, inputs: Any = None, data_samples: Any = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor]]:

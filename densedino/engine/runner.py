@@ -1,0 +1,132 @@
+"""densedino's mmengine ``Runner``: what a long run on shared machines needs from its trainer.
+
+:class:`DensedinoRunner` is mmengine's ``Runner`` (same config, same loops and hooks) with these
+promises added; ``tools/train.py`` and ``tools/test.py`` build it with :func:`build_runner`:
+
+* checkpoints are written atomically (temporary file, fsync, ``os.replace``) and a plain
+  ``CheckpointHook`` in a config becomes :class:`~.hooks.SafeCheckpointHook`, which never
+  deletes the last good checkpoint and never writes one holding ``nan``/``inf``;
+* every step goes through :class:`~.nonfinite.NonFiniteGuard`: a non-finite loss term or
+  gradient norm stops the run before the step is applied (config key
+  ``nonfinite_guard = dict(max_skips=N)`` skips up to N bad steps instead);
+* ``load_from``, ``--resume`` and ``tools/test.py`` load checkpoints strictly and refuse a file of
+  another architecture with one line (:mod:`.checkpoint`); config key ``load_strict = False``
+  allows a deliberate partial load;
+* ``last_checkpoint`` is resolved relative to the work dir (:func:`~.files.latest_checkpoint`);
+* before training, the datasets are checked (config key ``check_data``: ``'quick'``, the
+  default, reads file headers only; ``'full'`` decodes every file; ``'off'``).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import os.path as osp
+from typing import Optional
+
+from mmengine.config import Config
+from mmengine.dist import master_only
+from mmengine.hooks import CheckpointHook
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
+
+from ..registry import RUNNERS
+from .checkpoint import load_model_checkpoint, read_model_checkpoint, unwrap_model
+from .files import commit, latest_checkpoint, temporary_name
+from .nonfinite import NonFiniteGuard, attach_guard
+
+CHECK_DATA_MODES = ('quick', 'full', 'off')
+
+
+@RUNNERS.register_module()
+class DensedinoRunner(Runner):
+    """mmengine's ``Runner`` with crash-safe checkpoints, non-finite guards, strict loads and
+    data checks; see the module docstring. Built from a config like ``Runner.from_cfg``."""
+
+    @property
+    def load_strict(self) -> bool:
+        """Whether checkpoints must fit the model exactly (config key ``load_strict``)."""
+        return bool(self.cfg.get('load_strict', True))
+
+    def register_default_hooks(self, hooks: Optional[dict] = None) -> None:
+        hooks = dict(hooks or {})
+        ckpt = hooks.get('checkpoint')
+        if isinstance(ckpt, dict) and ckpt.get('type') in ('CheckpointHook', CheckpointHook):
+            hooks['checkpoint'] = {**ckpt, 'type': 'SafeCheckpointHook'}
+        super().register_default_hooks(hooks)
+
+    def build_optim_wrapper(self, optim_wrapper):
+        wrapper = super().build_optim_wrapper(optim_wrapper)
+        if isinstance(wrapper, OptimWrapper):
+            options = dict(self.cfg.get('nonfinite_guard') or {})
+            unknown = set(options) - {'max_skips'}
+            if unknown:
+                raise ValueError(f'nonfinite_guard: unknown keys {sorted(unknown)} '
+                                 '(allowed: max_skips)')
+            attach_guard(unwrap_model(self.model), wrapper, NonFiniteGuard(**options),
+                         lambda: self.iter)
+        return wrapper
+
+    def train(self):
+        mode = self.cfg.get('check_data', 'quick')
+        if mode not in CHECK_DATA_MODES:
+            raise ValueError(f'check_data must be one of {CHECK_DATA_MODES}, got {mode!r}')
+        if mode != 'off':
+            from ..datasets.check import startup_check
+            startup_check(self.cfg, full=mode == 'full')
+        return super().train()
+
+    def load_or_resume(self) -> None:
+        if self._has_loaded:
+            return
+        if self._resume and self._load_from is None:
+            found = latest_checkpoint(self.work_dir)
+            if found is None:
+                self.logger.warning(f'resume: no checkpoint in {self.work_dir}; starting from '
+                                    'iteration 0')
+                self._resume = False
+            else:
+                self._load_from = found
+        super().load_or_resume()
+
+    def load_checkpoint(self, filename: str, map_location='cpu', strict: bool = False,
+                        revise_keys: list = [(r'^module.', '')]):  # noqa: B006 (mmengine's)
+        if '://' in filename:  # a URL: mmengine's reader, with densedino's strictness
+            return super().load_checkpoint(filename, map_location, self.load_strict, revise_keys)
+        ckpt = read_model_checkpoint(filename)
+        self.call_hook('after_load_checkpoint', checkpoint=ckpt)
+        name = getattr(self.cfg, 'filename', None)
+        tolerated = load_model_checkpoint(
+            unwrap_model(self.model), ckpt, filename, strict=self.load_strict,
+            what=f'the model of {name}' if name else 'the model')
+        for problem in tolerated:
+            self.logger.warning(f'load_strict=False: {filename} loaded partly: {problem}')
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return ckpt
+
+    @master_only
+    def save_checkpoint(self, out_dir: str, filename: str, file_client_args=None,
+                        save_optimizer: bool = True, save_param_scheduler: bool = True,
+                        meta: Optional[dict] = None, by_epoch: bool = True,
+                        backend_args: Optional[dict] = None) -> None:
+        kwargs = dict(file_client_args=file_client_args, save_optimizer=save_optimizer,
+                      save_param_scheduler=save_param_scheduler, meta=meta, by_epoch=by_epoch,
+                      backend_args=backend_args)
+        final = osp.join(out_dir, filename)
+        if backend_args or file_client_args or '://' in final:
+            return super().save_checkpoint(out_dir, filename, **kwargs)
+        tmp = temporary_name(final)
+        try:
+            super().save_checkpoint(out_dir, osp.basename(tmp), **kwargs)
+            commit(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner a config asks for (``runner_type``), by default :class:`DensedinoRunner`."""
+    if cfg.get('runner_type'):
+        return RUNNERS.build(cfg)
+    return DensedinoRunner.from_cfg(cfg)
