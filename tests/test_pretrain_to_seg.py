@@ -22,7 +22,7 @@ def test_synthetic_linear_pretrained_matches_the_synthetic_pretraining():
     assert seg.model.backbone.arch_overrides == pre.model.backbone_overrides
     n_taps = len(seg.model.decode_head.in_channels)
     assert seg.model.decode_head.in_channels == [pre.model.backbone_overrides.embed_dim] * n_taps
-    assert seg.model.backbone.checkpoint.startswith('work_dirs/synthetic_vits/')
+    assert seg.model.backbone.checkpoint.startswith('work_dirs/pretrain/synthetic_vits/')
 
 
 def test_exported_teacher_trains_under_synthetic_linear_pretrained(tmp_path):

@@ -1,7 +1,7 @@
 """Export the EMA teacher backbone of a pretraining checkpoint in official keys.
 
-    python tools/export_teacher.py work_dirs/synthetic_vits/iter_300.pth --arch dinov2_vits14 \
-        --overrides depth=4 embed_dim=192 num_heads=3 img_size=112 --out teacher.pth
+    python tools/export_teacher.py work_dirs/pretrain/synthetic_vits/iter_300.pth \
+        --arch dinov2_vits14 --overrides depth=4 embed_dim=192 num_heads=3 img_size=112 --out teacher.pth
 
 The result loads with ``create_backbone(ARCH, checkpoint=OUT, **OVERRIDES)`` (strict); the tool
 checks that before returning.

@@ -1,6 +1,6 @@
 """Plot a pretraining run's losses and k-NN accuracy from its work directory.
 
-    python tools/plot_pretrain.py work_dirs/synthetic_vits --out docs/images/pretrain_knn.png
+    python tools/plot_pretrain.py work_dirs/pretrain/synthetic_vits --out docs/images/pretrain_knn.png
 
 Reads every ``<work_dir>/<timestamp>/vis_data/scalars.json`` (written by mmengine's
 ``LocalVisBackend``; the k-NN points by :class:`densedino.pretrain.KNNMonitorHook`), oldest first,

@@ -48,10 +48,10 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from mmengine.runner import Runner
+    from densedino.engine.runner import build_runner
     cfg = load_config(args)
     apply_test_options(cfg, args)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     runner.test()
 
 

@@ -37,10 +37,10 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=100, max_keep_ckpts=2))
+    checkpoint=dict(interval=50, max_keep_ckpts=2))
 randomness = dict(seed=0)
 # k-NN top-1 of the teacher on the labelled scenes (8 object classes), before training and every
-# 50 iterations: `python tools/plot_pretrain.py work_dirs/synthetic_vits` draws the curve.
+# 50 iterations: `python tools/plot_pretrain.py work_dirs/pretrain/synthetic_vits` draws the curve.
 ade = 'data/synthetic/ADEChallengeData2016'
 custom_hooks = [dict(type='KNNMonitorHook', interval=50, at_start=True, ks=(10, 20), size=112,
                      resize=128, train_dir=f'{ade}/images/training',

@@ -148,8 +148,9 @@ class DatasetReport:
             return
         lines = self.problem_lines()
         shown = '; '.join(lines[:_SHOWN]) + ('; ...' if len(lines) > _SHOWN else '')
-        raise DatasetError(f'{_count(len(self.problems), "problem")} in {self.config}: {shown} (run '
-                           f'tools/check_dataset.py {self.config} for the full list)')
+        count = _count(len(self.problems), 'problem')
+        raise DatasetError(f'{count} in {self.config}: {shown} (run tools/check_dataset.py '
+                           f'{self.config} for the full list)')
 
 
 def _count(n: int, noun: str) -> str:

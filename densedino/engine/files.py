@@ -8,9 +8,14 @@ half-written one, whatever moment the writing process is killed at.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import os.path as osp
+import signal
+import threading
 from typing import Callable, Iterator, Optional
+
+logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = 'last_checkpoint'
 
@@ -101,3 +106,34 @@ def latest_checkpoint(work_dir: str) -> Optional[str]:
     if osp.exists(local):
         return local
     return target if osp.exists(target) else None
+
+
+@contextlib.contextmanager
+def deferred_interrupt(what: str) -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that arrives during the block until the block has finished.
+
+    Used around a checkpoint save, so that a Ctrl-C leaves a finished checkpoint rather than a
+    stopped write. A second Ctrl-C stops at once (the writes are atomic either way). Outside the
+    main thread, where signal handlers cannot be set, the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def hold(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        received.append(signum)
+        logger.warning('Ctrl-C: finishing %s first (Ctrl-C again to stop at once)', what)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            raise KeyboardInterrupt

@@ -15,6 +15,8 @@ else. ``last_checkpoint`` then names a deleted file and ``--resume`` fails.
    the pointer as a path, an absolute one);
 4. only then delete the checkpoints beyond ``max_keep_ckpts``, never the one just written.
 
+A Ctrl-C during these steps is held until they are done (a second one stops at once).
+
 ``max_keep_ckpts`` of 1 is raised to 2 (with a log line): the previous checkpoint is kept until
 the next one is complete, so at any moment one whole checkpoint exists.
 """
@@ -24,14 +26,16 @@ import contextlib
 import glob
 import os
 import os.path as osp
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
+from mmengine.logging import MessageHub
 from torch import Tensor
 
 from ..registry import HOOKS
-from .files import LAST_CHECKPOINT, commit, temporary_name, write_text_atomic
+from .files import (LAST_CHECKPOINT, commit, deferred_interrupt, temporary_name,
+                    write_text_atomic)
 from .nonfinite import NonFiniteError, last_good_checkpoint, nonfinite_tensors
 from .runner import DensedinoRunner
 
@@ -50,7 +54,8 @@ def _named_tensors(obj, prefix: str = '') -> Iterator[Tuple[str, Tensor]]:
         yield prefix[:-1], obj
 
 
-def check_finite_checkpoint(checkpoint: dict, name: str) -> None:
+def check_finite_checkpoint(checkpoint: dict, name: str,
+                            hub: Optional[MessageHub] = None) -> None:
     """Raise :class:`NonFiniteError` if the model or optimiser state in ``checkpoint`` holds
     ``nan``/``inf`` (one line: how many tensors, the first names, the last good checkpoint)."""
     bad: List[str] = []
@@ -62,7 +67,7 @@ def check_finite_checkpoint(checkpoint: dict, name: str) -> None:
     if bad:
         more = f' (+{len(bad) - 3} more)' if len(bad) > 3 else ''
         raise NonFiniteError(f'refusing to save {name}: {len(bad)} of {total} tensors are not '
-                             f'finite ({", ".join(bad[:3])}{more}); {last_good_checkpoint()}')
+                             f'finite ({", ".join(bad[:3])}{more}); {last_good_checkpoint(hub)}')
 
 
 @HOOKS.register_module()
@@ -96,10 +101,14 @@ class SafeCheckpointHook(CheckpointHook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         name = osp.basename(self._saving) if getattr(self, '_saving', None) else 'the checkpoint'
-        check_finite_checkpoint(checkpoint, name)
+        check_finite_checkpoint(checkpoint, name, runner.message_hub)
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         filename = self.filename_tmpl.format(step)
+        with deferred_interrupt(f'writing {filename}'):
+            self._save_and_rotate(runner, step, meta, filename)
+
+    def _save_and_rotate(self, runner, step, meta, filename: str) -> None:
         path = self.file_backend.join_path(self.out_dir, filename)
         keep = list(self.keep_ckpt_ids) if self.max_keep_ckpts > 0 else []
         if self.max_keep_ckpts > 0 and (not keep or keep[-1] != step):

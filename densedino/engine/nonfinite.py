@@ -35,9 +35,9 @@ class NonFiniteError(FloatingPointError):
     """A loss, gradient or weight that is ``nan`` or ``inf``; the message says where and when."""
 
 
-def last_good_checkpoint() -> str:
-    """The last checkpoint this run wrote (mmengine's message hub), for error messages."""
-    hub = MessageHub.get_current_instance()
+def last_good_checkpoint(hub: Optional[MessageHub] = None) -> str:
+    """The last checkpoint the run of ``hub`` (its message hub) wrote, for error messages."""
+    hub = hub or MessageHub.get_current_instance()
     path = hub.get_info('last_ckpt') if 'last_ckpt' in hub.runtime_info else None
     return f'the last good checkpoint is {path}' if path else 'no checkpoint was written yet'
 
@@ -132,14 +132,14 @@ class NonFiniteGuard:
         result = dict(zip(names, floats[:-1]))
         if floats[-1]:
             optim_wrapper.zero_grad()
-            self._refuse(result, iteration)
+            self._refuse(result, iteration, optim_wrapper.message_hub)
         result.pop('weight_norm', None)  # for the check only: not logged
         if floats[-1] or not update:
             return result, False
         self._apply(optim_wrapper, grads, norm)
         return result, True
 
-    def _refuse(self, values: Dict[str, float], iteration: int) -> None:
+    def _refuse(self, values: Dict[str, float], iteration: int, hub: MessageHub) -> None:
         shown = ', '.join(f'{k}={v:.4g}' for k, v in values.items())
         if self.skipped < self.max_skips:
             self.skipped += 1
@@ -151,7 +151,7 @@ class NonFiniteGuard:
             ' in another process; here'
         raise NonFiniteError(f'non-finite values at iteration {iteration + 1}{where} ({shown}): '
                              f'the step was not applied and training stopped; '
-                             f'{last_good_checkpoint()} (lower the learning rate, or set '
+                             f'{last_good_checkpoint(hub)} (lower the learning rate, or set '
                              'nonfinite_guard=dict(max_skips=N) to skip up to N bad steps)')
 
     @staticmethod

@@ -8,6 +8,7 @@ Files are read with ``torch.load(weights_only=True)``: no code in them runs.
 import json
 import logging
 import os
+import pickle
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -35,7 +36,11 @@ def read_checkpoint(path: str) -> Tuple[StateDict, Optional[dict]]:
 
 
 def read_file(path: str):
-    """``torch.load(weights_only=True)`` / safetensors, with one-line errors naming the file."""
+    """``torch.load(weights_only=True)`` / safetensors, with one-line errors naming the file.
+
+    A file whose pickle names code or objects other than tensors and plain containers is refused
+    as such (it is not loaded, whatever it is); a truncated or damaged file is reported as one.
+    """
     if not os.path.isfile(path):
         raise CheckpointError(f'checkpoint {path} does not exist')
     try:
@@ -43,11 +48,28 @@ def read_file(path: str):
             from safetensors.torch import load_file
             return load_file(path)
         return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any read failure becomes one clear line
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    except pickle.UnpicklingError as e:
+        # torch's weights-only unpickler names a refused global, or says what it "can only" build
+        found = re.search(r'GLOBAL (\S+)|(Can only [^\n]*)', str(e))
+        if found is None:
+            raise _unreadable(path, e) from None
         raise CheckpointError(
-            f'cannot read checkpoint {path}: {reason} (corrupt or partial download? '
-            f'download it again)') from None
+            f'checkpoint {path} contains code or objects that are not allowed in a weights file '
+            f'({found.group(1) or found.group(2)}); it will not be loaded. Use a file of tensors '
+            'only (a state dict, or .safetensors) from a source you trust') from None
+    except Exception as e:  # noqa: BLE001 - any read failure becomes one clear line
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: str, e: Exception) -> CheckpointError:
+    """A file that is not a readable checkpoint at all: truncated, damaged or another format."""
+    text = str(e).strip()
+    if text.startswith('Weights only load failed'):  # torch's advice, not the reason
+        text = text.rsplit('WeightsUnpickler error:', 1)[-1].strip()
+        text = text.split('Check the documentation of torch.load')[0].strip()
+    reason = text.splitlines()[0].split('. ')[0] if text else type(e).__name__
+    return CheckpointError(f'cannot read checkpoint {path}: {reason} (corrupt or partial '
+                           'download? download it again)')
 
 
 def _read_json(path: str) -> Optional[dict]:
