@@ -181,7 +181,8 @@ def test_untrusted_pickle_is_not_executed(tmp_path):
         def __reduce__(self):
             return (print, ('pwned',))
     torch.save({'cls_token': Evil()}, tmp_path / 'evil.pth', _use_new_zipfile_serialization=True)
-    with pytest.raises(CheckpointError, match='cannot read checkpoint'):
+    with pytest.raises(CheckpointError, match=r'evil.pth contains code or objects that are not '
+                       r'allowed in a weights file \(print\); it will not be loaded'):
         create_backbone('dinov2_vits14', checkpoint=str(tmp_path / 'evil.pth'), **TINY)
 
 
