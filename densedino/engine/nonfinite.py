@@ -161,7 +161,12 @@ class NonFiniteGuard:
         clip_by_norm = bool(kwargs) and optim_wrapper.clip_func is torch.nn.utils.clip_grad_norm_
         if clip_by_norm and float(kwargs.get('norm_type', 2.0)) == 2.0 and norm is not None:
             _clip_(grads, norm, float(kwargs['max_norm']))
-            optim_wrapper.optimizer.step()
+            # the wrapper's own step (parameter schedulers count its calls), minus its clipping
+            optim_wrapper.clip_grad_kwargs = {}
+            try:
+                optim_wrapper.step()
+            finally:
+                optim_wrapper.clip_grad_kwargs = kwargs
         else:
             optim_wrapper.step()
         optim_wrapper.zero_grad()
