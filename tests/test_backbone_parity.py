@@ -67,7 +67,7 @@ def test_dinov2_matches_hf(tmp_path, swiglu):
                                     use_swiglu_ffn=swiglu, layer_norm_eps=1e-6)
     hf = _perturb(transformers.Dinov2Model(cfg))
     name = 'dinov2_vitg14' if swiglu else 'dinov2_vits14'
-    # transformers' plain Dinov2 resamples with size= (no +0.1 offset, see REFERENCE 1.2).
+    # transformers' plain Dinov2 resamples with size= (no +0.1 offset, unlike the official code).
     ours = create_backbone(name, checkpoint=_save(hf, tmp_path), img_size=56,
                            interpolate_offset=0.0, **TINY)
     x = torch.randn(2, 3, 70, 42)

@@ -9,7 +9,7 @@ import densedino
 from densedino import CheckpointError, create_backbone, list_backbones
 from densedino.models.backbones import (DinoBackbone, PRESETS, center_pad, detect_format,
                                         resolve_out_indices, to_densedino)
-from densedino.models.backbones.checkpoint import describe_mismatch
+from densedino.models.backbones.checkpoint import describe_mismatch, guess_presets
 from densedino.models.backbones.convert import fit_to_model
 from densedino.registry import MODELS
 
@@ -21,7 +21,7 @@ HUB_NAMES = [
     'dinov3_vits16', 'dinov3_vits16plus', 'dinov3_vitb16', 'dinov3_vitl16', 'dinov3_vith16plus',
     'dinov3_vit7b16', *[f'dinov3_convnext_{s}' for s in ('tiny', 'small', 'base', 'large')],
 ]
-# REFERENCE section 1: parameter counts in millions.
+# Published parameter counts in millions (DINOv2 and DINOv3 papers / model cards).
 PARAMS_M = {'dinov2_vits14': 22.1, 'dinov2_vitb14': 86.6, 'dinov2_vitl14': 304.4,
             'dinov2_vitg14': 1136.5, 'dinov3_vits16': 21.6, 'dinov3_vits16plus': 28.7,
             'dinov3_vitb16': 85.7, 'dinov3_vitl16': 303.2, 'dinov3_vith16plus': 840.6,
@@ -29,7 +29,7 @@ PARAMS_M = {'dinov2_vits14': 22.1, 'dinov2_vitb14': 86.6, 'dinov2_vitl14': 304.4
 
 
 def official_vit_layout(name):
-    """Key -> shape of an official hub file, written from REFERENCE 1.1-1.3 (not from our code)."""
+    """Key -> shape of an official hub file, written from the official layouts (not from our code)."""
     dims = {'s': (384, 12), 'b': (768, 12), 'l': (1024, 24), 'g': (1536, 40), 'h': (1280, 32),
             '7b': (4096, 40)}
     m = re.match(r'(dino|dinov2|dinov3)_vit(7b|[sblgh])(\d+)(plus)?(_reg)?$', name)
@@ -107,23 +107,71 @@ def _tiny_official_state(name, **over):
     return model, sd
 
 
-def test_official_dinov3_file_round_trip(tmp_path):
-    model, sd = _tiny_official_state('dinov3_vits16')
-    with torch.no_grad():
-        for k in sd:
-            if k.endswith('qkv.bias'):
-                sd[k] = torch.randn_like(sd[k])
+_KEY_MASKS = {  # every block's qkv.bias_mask in the file (D = 32: query, key, value thirds)
+    'official': torch.cat([torch.ones(32), torch.zeros(32), torch.ones(32)]),
+    'all_ones': torch.ones(96),
+    'other': (torch.arange(96) % 3 != 0).float(),
+    'absent': None,  # files of models built without the mask, and Hugging Face files
+}
+
+
+def _dinov3_reference(sd, mask):
+    """The official DINOv3 projection uses ``bias * bias_mask``: fold that product into the bias
+    by hand and load it into a model whose masks are all ones."""
+    ref = create_backbone('dinov3_vits16', layerscale_init=1.0, **TINY)
+    folded = {('register_tokens' if k == 'storage_tokens' else k): v for k, v in sd.items()
+              if not k.endswith('bias_mask')}
+    for i in range(ref.n_blocks):
+        if mask is not None:
+            folded[f'blocks.{i}.attn.qkv.bias'] = folded[f'blocks.{i}.attn.qkv.bias'] * mask
+        folded[f'blocks.{i}.attn.qkv.bias_mask'] = torch.ones(96)
+    ref.load_state_dict(folded)
+    return ref.eval()
+
+
+@pytest.mark.parametrize('mask_name', list(_KEY_MASKS))
+def test_official_dinov3_bias_mask_is_read_from_the_file(mask_name, tmp_path):
+    """The file's ``attn.qkv.bias_mask`` is loaded and used: with RoPE the key bias changes the
+    attention, so another mask must give other outputs (LayerScale 1 makes them visible)."""
+    mask = _KEY_MASKS[mask_name]
+    _, sd = _tiny_official_state('dinov3_vits16', layerscale_init=1.0)
+    for k in list(sd):
+        if k.endswith('qkv.bias'):
+            sd[k] = torch.randn_like(sd[k])
+        elif k.endswith('qkv.bias_mask'):
+            if mask is None:
+                del sd[k]
+            else:
+                sd[k] = mask.clone()
     torch.save(sd, tmp_path / 'w.pth')
-    loaded = create_backbone('dinov3_vits16', checkpoint=str(tmp_path / 'w.pth'), **TINY)
-    bias = loaded.blocks[0].attn.qkv.bias
-    assert torch.all(bias[32:64] == 0) and torch.equal(bias[:32], sd['blocks.0.attn.qkv.bias'][:32])
-    x = torch.randn(1, 3, 32, 48)
-    # the masked key bias cannot change attention: outputs equal the unmasked model's
-    ref = create_backbone('dinov3_vits16', **TINY)
-    ref.load_state_dict({('register_tokens' if k == 'storage_tokens' else k): v
-                         for k, v in sd.items() if 'bias_mask' not in k})
+    loaded = create_backbone('dinov3_vits16', checkpoint=str(tmp_path / 'w.pth'),
+                             layerscale_init=1.0, **TINY)
+    qkv = loaded.blocks[0].attn.qkv
+    assert torch.equal(qkv.bias, sd['blocks.0.attn.qkv.bias'])  # stored as in the file
+    assert torch.equal(qkv.bias_mask, mask if mask is not None else torch.ones(96))
+    x = torch.randn(2, 3, 32, 48)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), ref.eval()(x))
+        got = loaded.forward_features(x)['x_norm_patchtokens']
+        ref = _dinov3_reference(sd, mask).forward_features(x)['x_norm_patchtokens']
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+        official = _dinov3_reference(sd, _KEY_MASKS['official'])
+        gap = (got - official.forward_features(x)['x_norm_patchtokens']).abs().max()
+    assert (gap == 0) if mask_name == 'official' else (gap > 1e-3)
+
+
+def test_dinov3_qkv_projection_is_the_masked_linear():
+    attn = create_backbone('dinov3_vits16', **TINY).blocks[0].attn
+    with torch.no_grad():
+        attn.qkv.bias.normal_()
+        attn.qkv.bias_mask.copy_(_KEY_MASKS['other'])
+    x = torch.randn(2, 7, 32)
+    ref = x @ attn.qkv.weight.t() + attn.qkv.bias * _KEY_MASKS['other']
+    q, k, v = attn._qkv(x, None)
+    got = torch.cat([t.transpose(1, 2).reshape(2, 7, 32) for t in (q, k, v)], dim=-1)
+    torch.testing.assert_close(got, ref)
+    key = 'blocks.0.attn.qkv.bias_mask'
+    assert key not in create_backbone('dinov2_vits14', **TINY).state_dict()
+    assert key not in create_backbone('dinov3_vit7b16', **TINY).state_dict()  # no qkv bias
 
 
 def test_training_checkpoint_takes_teacher(tmp_path):
@@ -138,14 +186,72 @@ def test_training_checkpoint_takes_teacher(tmp_path):
     assert torch.equal(loaded.blocks[1].mlp.fc1.weight, model.blocks[1].mlp.fc1.weight)
 
 
-def test_timm_names_load(tmp_path):
-    model, sd = _tiny_official_state('dinov2_vits14_reg')
-    sd['reg_token'] = sd.pop('register_tokens')
-    del sd['mask_token']  # timm does not store it
-    torch.save(sd, tmp_path / 'timm.pth')
-    loaded = create_backbone('dinov2_vits14_reg', checkpoint=str(tmp_path / 'timm.pth'), **TINY)
-    assert torch.equal(loaded.register_tokens, model.register_tokens)
+def _as_timm(official):
+    """What timm's DINOv2 converter makes of an official file (``_convert_dinov2`` in
+    timm/models/vision_transformer.py, timm 1.0): ``mask_token`` dropped; with registers the
+    model is ``no_embed_class`` (``reg_token`` holds the registers, ``cls_token`` absorbs the
+    class position, ``pos_embed`` keeps the patch positions only); ``mlp.w12/w3`` become
+    ``mlp.fc1/fc2``."""
+    sd = {k: v.clone() for k, v in official.items() if k != 'mask_token'}
+    out = {}
+    if 'register_tokens' in sd:
+        out['reg_token'] = sd.pop('register_tokens')
+        out['cls_token'] = sd.pop('cls_token') + sd['pos_embed'][:, 0]
+        out['pos_embed'] = sd.pop('pos_embed')[:, 1:]
+    for k, v in sd.items():
+        out[k.replace('.mlp.w12.', '.mlp.fc1.').replace('.mlp.w3.', '.mlp.fc2.')] = v
+    return out
+
+
+@pytest.mark.parametrize('name', ['dinov2_vits14_reg', 'dinov2_vitg14_reg', 'dinov2_vits14'])
+def test_timm_dinov2_layout_loads_and_matches_official(name, tmp_path):
+    """timm's files (written from timm's own conversion rule) give the official model's outputs
+    at the trained size and at others: the class position is never resampled, so folding it
+    into the class token is exact at every size."""
+    model = create_backbone(name, img_size=56, layerscale_init=1.0, **TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    timm_sd = _as_timm(model.state_dict())
+    assert ('reg_token' in timm_sd) == name.endswith('_reg')
+    if name.endswith('_reg'):
+        assert timm_sd['pos_embed'].shape == (1, 16, 32)  # 4 x 4 patches, no class slot
+    torch.save(timm_sd, tmp_path / 'timm.pth')
+    loaded = create_backbone(name, checkpoint=str(tmp_path / 'timm.pth'), img_size=56, **TINY)
     assert torch.all(loaded.mask_token == 0)
+    with torch.no_grad():
+        for hw in [(56, 56), (42, 98), (70, 28)]:
+            x = torch.randn(2, 3, *hw)
+            ref, got = model.forward_features(x), loaded.forward_features(x)
+            for key in ('x_norm_clstoken', 'x_norm_regtokens', 'x_norm_patchtokens'):
+                torch.testing.assert_close(got[key], ref[key], atol=1e-6, rtol=0)
+
+
+def test_timm_pos_embed_of_unknown_length_is_refused(tmp_path):
+    model, sd = _tiny_official_state('dinov2_vits14_reg', img_size=56)
+    sd = _as_timm(sd)
+    sd['pos_embed'] = sd['pos_embed'][:, :15]
+    torch.save(sd, tmp_path / 'odd.pth')
+    with pytest.raises(CheckpointError, match=r'odd\.pth .*pos_embed'):
+        create_backbone('dinov2_vits14_reg', checkpoint=str(tmp_path / 'odd.pth'), img_size=56,
+                        **TINY)
+
+
+def test_refused_preset_is_not_named_as_the_lookalike(tmp_path):
+    """A file that fails for something outside the signature (here the position grid) must not
+    be said to look like the very preset that refused it."""
+    layout = official_vit_layout('dinov2_vits14_reg')
+    layout['pos_embed'] = (1, 1 + 16 * 16, 384)  # trained at 224 px instead of 518
+    torch.save({k: torch.zeros(s) for k, s in layout.items()}, tmp_path / 'r224.pth')
+    with pytest.raises(CheckpointError) as e:
+        create_backbone('dinov2_vits14_reg', checkpoint=str(tmp_path / 'r224.pth'))
+    msg = str(e.value)
+    assert 'pos_embed (1, 257, 384) vs (1, 1370, 384)' in msg
+    hint = msg.partition('the file looks like')[2]
+    assert 'dinov2_vits14_reg' not in hint
+    sd, _ = to_densedino({k: torch.zeros(s) for k, s in layout.items()})
+    assert guess_presets(sd) == ['dinov2_vits14_reg']
+    assert guess_presets(sd, exclude='dinov2_vits14_reg') == []
 
 
 def test_wrong_architecture_names_the_right_preset(tmp_path):
@@ -215,6 +321,55 @@ def test_get_intermediate_layers_official_semantics():
     torch.testing.assert_close(cls, feats['x_norm_clstoken'])
     with pytest.raises(ValueError, match='out of range'):
         model.get_intermediate_layers(x, n=[4])
+
+
+def _block_outputs(model, x):
+    """Every block's full token output (B, 1 + R + h * w, D), captured with forward hooks."""
+    outs = []
+    hooks = [b.register_forward_hook(lambda m, i, o: outs.append(o)) for b in model.blocks]
+    model.forward_features(x)
+    for h in hooks:
+        h.remove()
+    return outs
+
+
+@pytest.mark.parametrize('name,over', [('dinov3_vits16', {}),
+                                       ('dinov3_vits16', {'untie_cls_norm': True}),
+                                       ('dinov2_vits14_reg', {}), ('dinov2_vits14', {})])
+def test_get_intermediate_layers_extra_tokens(name, over):
+    """DINOv3's ``return_extra_tokens``: the register / storage tokens of each tapped block,
+    (patches, extra) alone and (patches, class, extra) with the class token."""
+    model = create_backbone(name, **{**TINY, 'depth': 3, **over})
+    R = model.num_register_tokens
+    x = torch.randn(2, 3, 2 * model.patch_size, 3 * model.patch_size)
+    with torch.no_grad():
+        full = _block_outputs(model, x)
+        both = model.get_intermediate_layers(x, n=[0, 2], reshape=True, return_class_token=True,
+                                             return_extra_tokens=True)
+        extra_only = model.get_intermediate_layers(x, n=2, return_extra_tokens=True)
+        raw = model.get_intermediate_layers(x, n=[1], return_class_token=True,
+                                            return_extra_tokens=True, norm=False)
+
+    @torch.no_grad()
+    def normed(i):
+        t = full[i]
+        if model.cls_norm is None:
+            return model.norm(t)
+        # official untied norms: class and extra tokens get cls_norm, patches norm
+        return torch.cat([model.cls_norm(t[:, :1 + R]), model.norm(t[:, 1 + R:])], dim=1)
+
+    for (fmap, cls, extra), i in zip(both, [0, 2]):
+        assert fmap.shape == (2, 32, 2, 3) and cls.shape == (2, 32) and extra.shape == (2, R, 32)
+        torch.testing.assert_close(fmap.flatten(2).transpose(1, 2), normed(i)[:, 1 + R:])
+        torch.testing.assert_close(cls, normed(i)[:, 0])
+        torch.testing.assert_close(extra, normed(i)[:, 1:1 + R])
+    assert [len(o) for o in extra_only] == [2, 2]
+    for (patches, extra), i in zip(extra_only, [1, 2]):
+        torch.testing.assert_close(patches, normed(i)[:, 1 + R:])
+        torch.testing.assert_close(extra, normed(i)[:, 1:1 + R])
+    (patches, cls, extra), = raw
+    torch.testing.assert_close(extra, full[1][:, 1:1 + R])
+    torch.testing.assert_close(patches, full[1][:, 1 + R:])
 
 
 def test_last_selfattention_is_a_distribution():

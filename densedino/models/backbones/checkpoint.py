@@ -163,7 +163,8 @@ def load_into(model: nn.Module, path: str, *, name: str = 'model') -> str:
     sd = fit_to_model(sd, expected)
     problems = describe_mismatch(sd, expected)
     if problems:
-        guess = guess_presets(sd)
+        refused = getattr(getattr(model, 'preset', None), 'name', name)
+        guess = guess_presets(sd, exclude=refused)
         hint = f'; the file looks like {" / ".join(guess)}' if guess else ''
         raise CheckpointError(f'checkpoint {path} ({fmt} format) does not fit {name}: '
                               f'{problems}{hint}')
@@ -203,8 +204,14 @@ def vit_signature(sd: StateDict) -> Optional[Tuple]:
             'pos_embed' not in sd, ffn)
 
 
-def guess_presets(sd: StateDict) -> List[str]:
-    """Presets whose architecture matches the state dict's signature (for error messages)."""
+def guess_presets(sd: StateDict, exclude: Optional[str] = None) -> List[str]:
+    """Presets whose architecture matches the state dict's signature (for error messages).
+
+    Args:
+        sd: A state dict in densedino keys.
+        exclude: The preset that has just refused ``sd``: it fits the signature but not the
+            file (e.g. another position grid), so naming it would mislead.
+    """
     from .presets import PRESETS
     sig = vit_signature(sd)
     if sig is None:
@@ -212,7 +219,7 @@ def guess_presets(sd: StateDict) -> List[str]:
     found = []
     for name, preset in PRESETS.items():
         kw = preset.kwargs
-        if not preset.is_vit:
+        if not preset.is_vit or name == exclude:
             continue
         psig = (kw['embed_dim'], kw['depth'], kw['patch_size'], kw.get('num_register_tokens', 0),
                 kw.get('pos_embed') == 'rope', kw.get('ffn_layer', 'mlp'))

@@ -5,6 +5,7 @@ densedino's keys are the official torch-hub keys (``cls_token``, ``pos_embed``,
 ``register_tokens`` like DINOv2's. ``detect_format`` tells the layout from key signatures;
 ``to_densedino`` dispatches to the converter for that layout.
 """
+import math
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -51,27 +52,17 @@ def detect_format(sd: StateDict) -> str:
 
 # ------------------------------------------------------------------ official
 def from_official(sd: StateDict) -> StateDict:
-    """Official hub layout -> densedino (DINOv3 storage tokens, key-bias masks, training norms)."""
+    """Official hub layout -> densedino (DINOv3 storage tokens, training-only norms).
+
+    DINOv3's ``attn.qkv.bias_mask`` buffers are kept: the model multiplies the qkv bias by them
+    as the official code does, so whatever mask a file holds is the one its outputs use.
+    """
     out = {}
     for k, v in sd.items():
-        if k.endswith('attn.qkv.bias_mask'):
-            continue  # folded into the bias below
         if k.startswith('local_cls_norm.'):
             continue  # DINOv3: applied to local crops during training only
         out['register_tokens' if k == 'storage_tokens' else k] = v
-    for k in [k for k in sd if k.endswith('attn.qkv.bias_mask')]:
-        bias_key = k[:-len('_mask')]
-        if bias_key in out:
-            out[bias_key] = _zero_key_bias(out[bias_key])
     return out
-
-
-def _zero_key_bias(qkv_bias: torch.Tensor) -> torch.Tensor:
-    """DINOv3 masks the key third of the qkv bias to zero (it cannot change attention anyway)."""
-    dim = qkv_bias.shape[0] // 3
-    bias = qkv_bias.clone()
-    bias[dim:2 * dim] = 0
-    return bias
 
 
 def from_official_training(sd: StateDict) -> StateDict:
@@ -194,12 +185,21 @@ def from_timm(sd: StateDict) -> StateDict:
     """timm ``vision_transformer`` names (DINOv1/DINOv2 weights) -> densedino.
 
     timm calls registers ``reg_token`` and names the packed SwiGLU of ViT-g ``mlp.fc1/fc2``
-    (renamed to ``w12/w3`` by ``fit_ffn_names`` once the target is known).
+    (renamed to ``w12/w3`` by ``fit_to_model`` once the target is known). timm builds DINOv2
+    with registers as a ``no_embed_class`` model: its ``pos_embed`` holds the patch positions
+    only and its ``cls_token`` is the official class token plus the class position. That
+    becomes a zero class position here, which is exact at every input size: the class position
+    is added as it is, never resampled.
     """
     if any(re.search(r'\.gamma_1$', k) for k in sd):
         raise ValueError('timm Eva-style (DINOv3) checkpoints are not supported; use the official '
                          '.pth or the Hugging Face files of the model')
-    return {('register_tokens' if k == 'reg_token' else k): v for k, v in _drop_heads(sd).items()}
+    out = {('register_tokens' if k == 'reg_token' else k): v for k, v in _drop_heads(sd).items()}
+    pos = out.get('pos_embed')
+    if pos is not None and pos.ndim == 3 and math.isqrt(pos.shape[1]) ** 2 == pos.shape[1]:
+        # a square count has no class slot (1 + n * n is never a square for n > 0)
+        out['pos_embed'] = torch.cat([pos.new_zeros(1, 1, pos.shape[2]), pos], dim=1)
+    return out
 
 
 CONVERTERS: Dict[str, Callable[[StateDict], StateDict]] = {
@@ -220,6 +220,8 @@ def fit_to_model(sd: StateDict, expected: StateDict) -> StateDict:
       zero init.
     * RoPE ``periods`` are derived from the architecture; files that omit them (Hugging Face)
       get the model's own.
+    * A qkv bias without ``bias_mask`` (Hugging Face files, whose key bias is absent and thus
+      zero; official models built without the mask) was used as stored: its mask is all ones.
     * timm's ``mlp.fc1/fc2`` on a packed-SwiGLU target are ``mlp.w12/w3``.
     """
     sd = dict(sd)
@@ -227,6 +229,9 @@ def fit_to_model(sd: StateDict, expected: StateDict) -> StateDict:
         if key in expected and key not in sd:
             sd[key] = expected[key].clone() if key != 'mask_token' else \
                 torch.zeros_like(expected[key])
+    for key in expected:
+        if key.endswith('.qkv.bias_mask') and key not in sd and key[:-len('_mask')] in sd:
+            sd[key] = torch.ones_like(expected[key])
     if any('.mlp.w12.' in k for k in expected):
         sd = {re.sub(r'\.mlp\.fc1\.', '.mlp.w12.', re.sub(r'\.mlp\.fc2\.', '.mlp.w3.', k)): v
               for k, v in sd.items()}

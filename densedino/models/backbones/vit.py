@@ -38,7 +38,8 @@ class DinoVisionTransformer(nn.Module):
             (DINOv3, keys w1/w2/w3).
         ffn_ratio: Hidden width of the FFN as a multiple of D (before the SwiGLU 2/3 rule).
         ffn_align: Rounding of the SwiGLU hidden width (8, or 64 for DINOv3 ViT-7B).
-        qkv_bias: Bias on qkv projections.
+        qkv_bias: Bias on qkv projections. RoPE models (DINOv3) multiply it by a per-block
+            ``attn.qkv.bias_mask`` buffer, loaded from their files (default: key third zero).
         proj_bias: Bias on attention output projections.
         ffn_bias: Bias in the FFN.
         layerscale_init: LayerScale init, or None for none (DINOv1).
@@ -49,6 +50,11 @@ class DinoVisionTransformer(nn.Module):
         interpolate_offset: The +0.1 of DINOv1/DINOv2's resampling; 0 asks for the size directly.
         interpolate_antialias: Antialiased resampling (DINOv2 with registers).
         rope_base: RoPE period base.
+        rope_shift_coords: DINOv3's training-time RoPE coordinate shift (None: off); see
+            :class:`~densedino.models.layers.RopePositionEmbedding`. Needs ``pos_embed='rope'``.
+        rope_jitter_coords: Training-time per-axis coordinate jitter (None: off).
+        rope_rescale_coords: Training-time common coordinate rescale (None: off; DINOv3's
+            training configs: 2). The three act in training mode only.
         mask_token: Whether the model holds a ``mask_token`` (DINOv2/v3; used by masked training).
         untie_cls_norm: Separate final norm ``cls_norm`` for class/register tokens.
         drop_path_rate: Stochastic depth rate (training only).
@@ -64,7 +70,9 @@ class DinoVisionTransformer(nn.Module):
                  norm_eps: float = 1e-6, num_register_tokens: int = 0,
                  pos_embed: str = 'absolute', img_size: int = 224,
                  interpolate_offset: float = 0.1, interpolate_antialias: bool = False,
-                 rope_base: float = 100.0, mask_token: bool = True,
+                 rope_base: float = 100.0, rope_shift_coords: Optional[float] = None,
+                 rope_jitter_coords: Optional[float] = None,
+                 rope_rescale_coords: Optional[float] = None, mask_token: bool = True,
                  untie_cls_norm: bool = False, drop_path_rate: float = 0.0,
                  drop_path_uniform: bool = True, in_chans: int = 3) -> None:
         super().__init__()
@@ -86,6 +94,11 @@ class DinoVisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans,
                                       embed_dim=embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        rope_aug = dict(shift_coords=rope_shift_coords, jitter_coords=rope_jitter_coords,
+                        rescale_coords=rope_rescale_coords)
+        if pos_embed == 'absolute' and any(v is not None for v in rope_aug.values()):
+            raise ValueError(f'RoPE coordinate augmentations need pos_embed="rope", got {rope_aug} '
+                             f'with pos_embed={pos_embed!r}')
         if pos_embed == 'absolute':
             grid = img_size // patch_size
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, embed_dim))
@@ -93,7 +106,7 @@ class DinoVisionTransformer(nn.Module):
         else:
             self.pos_embed = None
             self.rope_embed = RopePositionEmbedding(head_dim=embed_dim // num_heads,
-                                                    base=rope_base)
+                                                    base=rope_base, **rope_aug)
         if num_register_tokens:
             self.register_tokens = nn.Parameter(torch.zeros(1, num_register_tokens, embed_dim))
         if mask_token:
@@ -110,7 +123,8 @@ class DinoVisionTransformer(nn.Module):
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp=ffn_cls(embed_dim, hidden, bias=ffn_bias),
                   norm_eps=norm_eps, layerscale_init=layerscale_init, qkv_bias=qkv_bias,
-                  proj_bias=proj_bias, drop_path=rate) for rate in rates
+                  proj_bias=proj_bias, mask_k_bias=pos_embed == 'rope', drop_path=rate)
+            for rate in rates
         ])
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.cls_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if untie_cls_norm else None
@@ -231,13 +245,25 @@ class DinoVisionTransformer(nn.Module):
 
     def get_intermediate_layers(self, x: torch.Tensor, n: Union[int, Sequence[int]] = 1,
                                 reshape: bool = False, return_class_token: bool = False,
-                                norm: bool = True) -> tuple:
+                                norm: bool = True, *, return_extra_tokens: bool = False
+                                ) -> tuple:
         """Patch tokens of selected blocks, as in DINOv2/DINOv3.
 
+        ``norm`` stays the fifth positional argument as in DINOv2; DINOv3 passes every option
+        by keyword, so ``return_extra_tokens`` is keyword-only.
+
+        Args:
+            x: (B, C, H, W) images, H and W multiples of the patch size.
+            n: The last n blocks (int) or block indices (sequence).
+            reshape: Patch tokens as maps (B, D, h, w) instead of (B, h * w, D).
+            return_class_token: Add each block's class token (B, D).
+            norm: Apply the final norm (``cls_norm`` to class and extra tokens when untied).
+            return_extra_tokens: Add each block's register / storage tokens (B, R, D) (DINOv3).
+
         Returns:
-            A tuple with one entry per selected block (in block order): patch tokens
-            (B, h * w, D), or (B, D, h, w) with ``reshape``; each paired with the class token
-            (B, D) when ``return_class_token``. Register tokens are dropped.
+            A tuple with one entry per selected block (in block order): the patch tokens alone,
+            or a tuple (patches, class) / (patches, extra) / (patches, class, extra) as the
+            flags ask, like the official DINOv3 method.
         """
         wanted = self.resolve_blocks(n)
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
@@ -248,7 +274,10 @@ class DinoVisionTransformer(nn.Module):
             patches = t[:, self.num_prefix_tokens:]
             if reshape:
                 patches = patches.reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2).contiguous()
-            outputs.append((patches, t[:, 0]) if return_class_token else patches)
+            extra = t[:, 1:self.num_prefix_tokens]
+            parts = (patches,) + ((t[:, 0],) if return_class_token else ()) + \
+                ((extra,) if return_extra_tokens else ())
+            outputs.append(parts if len(parts) > 1 else patches)
         return tuple(outputs)
 
     def get_last_selfattention(self, x: torch.Tensor,

@@ -18,10 +18,14 @@ class Attention(nn.Module):
         num_heads: Number of heads; D must divide evenly.
         qkv_bias: Bias on the qkv projection.
         proj_bias: Bias on the output projection.
+        mask_k_bias: DINOv3's masked qkv bias: a buffer ``qkv.bias_mask`` (3D,) multiplies the
+            bias before the projection, as in the official code; its default zeros the key
+            third. It is loaded from checkpoints like any weight, so a file with another mask
+            is computed with that mask. No effect without ``qkv_bias``.
     """
 
     def __init__(self, dim: int, num_heads: int, *, qkv_bias: bool = True,
-                 proj_bias: bool = True) -> None:
+                 proj_bias: bool = True, mask_k_bias: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f'embed dim {dim} is not divisible by num_heads {num_heads}')
@@ -29,10 +33,26 @@ class Attention(nn.Module):
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.mask_k_bias = mask_k_bias and qkv_bias
+        if self.mask_k_bias:
+            # Held by the qkv Linear itself so that the key is the official attn.qkv.bias_mask.
+            mask = torch.ones(3 * dim)
+            mask[dim:2 * dim] = 0
+            self.qkv.register_buffer('bias_mask', mask)
+
+    def _project_qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, 3D): ``qkv(x)``, with the bias times ``bias_mask`` if masked."""
+        if not self.mask_k_bias:
+            return self.qkv(x)
+        bias = self.qkv.bias * self.qkv.bias_mask.to(self.qkv.bias.dtype)
+        # In the input's dtype: bf16 weights with fp32 input (precision.py's fp32 compute mode,
+        # which upcasts the input of the whole attention) then compute in fp32, as qkv would.
+        return F.linear(x, self.qkv.weight.to(x.dtype), bias.to(x.dtype))
 
     def _qkv(self, x: torch.Tensor, rope: Optional[Rope]):
         B, N, D = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self._project_qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
+        qkv = qkv.permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B, heads, N, hd)
         if rope is not None:
             q, k = _apply_rope(q, rope), _apply_rope(k, rope)

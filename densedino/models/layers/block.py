@@ -46,15 +46,17 @@ class Block(nn.Module):
         layerscale_init: LayerScale init value, or None for no LayerScale (DINOv1).
         qkv_bias: Bias on qkv.
         proj_bias: Bias on the attention output projection.
+        mask_k_bias: Mask the qkv bias with a ``bias_mask`` buffer (DINOv3; see ``Attention``).
         drop_path: Stochastic depth rate.
     """
 
     def __init__(self, dim: int, num_heads: int, *, mlp: nn.Module, norm_eps: float,
                  layerscale_init: Optional[float], qkv_bias: bool = True, proj_bias: bool = True,
-                 drop_path: float = 0.0) -> None:
+                 mask_k_bias: bool = False, drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, proj_bias=proj_bias,
+                              mask_k_bias=mask_k_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = mlp
         scale = (lambda: LayerScale(dim, layerscale_init)) if layerscale_init else nn.Identity
