@@ -1,4 +1,5 @@
-"""DinoSSLModel options beyond DINOv2's recipe: Gram anchoring (DINOv3) and distillation."""
+"""DinoSSLModel options beyond DINOv2's recipe: Gram anchoring (DINOv3), the DINO loss
+normalisation and distillation."""
 import pytest
 import torch
 from mmengine.logging import MessageHub
@@ -70,6 +71,73 @@ def test_gram_teacher_snapshot_refresh_and_weighted_total():
         expected = sum(log[k] * w for k, w in zip(parts, (1.0, 1.0, 0.1))) + log['gram_weight'] * log['gram']
         assert log['loss'] == pytest.approx(expected, rel=1e-5)
     assert not any(p.requires_grad for p in model.gram_teacher.parameters())
+
+
+def _gram_formula(student, teacher, over_batch, remove_negatives):
+    """MSE of cosine-similarity matrices (per crop, or over every patch of the batch), negative
+    similarities set to 0 in both when removed; student/teacher (n, N, D)."""
+    if over_batch:
+        student, teacher = student.reshape(1, -1, student.shape[-1]), teacher.reshape(
+            1, -1, teacher.shape[-1])
+    s = student / student.norm(dim=-1, keepdim=True)
+    t = teacher / teacher.norm(dim=-1, keepdim=True)
+    gs, gt = s @ s.transpose(1, 2), t @ t.transpose(1, 2)
+    if remove_negatives:
+        gs, gt = gs.clamp(min=0), gt.clamp(min=0)
+    return ((gs - gt) ** 2).mean()
+
+
+@pytest.mark.parametrize('over_batch, remove_negatives', [(False, False), (True, True)])
+def test_gram_options_reach_the_loss_of_a_train_step(over_batch, remove_negatives):
+    model, _ = _build(gram_loss_weight=1.0, drop_path_rate=0.0, gram_batch=over_batch,
+                      gram_remove_negatives=remove_negatives)
+    model._refresh_gram_teacher(0)
+    with torch.no_grad():  # a Gram teacher that differs from the student
+        for p in model.gram_teacher.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    batch = _batch(model)
+    batch.pop('masks')  # unmasked student: its patch features can be recomputed here
+    losses, _ = model.compute_losses(batch, 0.04, gram=True)
+    with torch.no_grad():
+        student = model.student['backbone'].forward_features(batch['global_crops'])
+        teacher = model.gram_teacher.forward_features(batch['global_crops'])
+    expected = _gram_formula(student['x_norm_patchtokens'].double(),
+                             teacher['x_norm_patchtokens'].double(), over_batch, remove_negatives)
+    assert losses['gram'].item() == pytest.approx(expected.item(), rel=1e-5)
+    other = _gram_formula(student['x_norm_patchtokens'].double(),
+                          teacher['x_norm_patchtokens'].double(), not over_batch,
+                          not remove_negatives)
+    assert abs(other.item() - expected.item()) > 1e-3 * expected.item()  # the options matter
+
+
+def test_dino_loss_normalization_reaches_the_model_without_local_crops():
+    batch = None
+    values = {}
+    for normalization in ('dinov2', 'pairs'):
+        model, _ = _build(drop_path_rate=0.0, dino_loss_normalization=normalization)
+        batch = _batch(model) if batch is None else batch
+        batch.pop('local_crops', None)
+        with torch.no_grad():
+            values[normalization] = model.compute_losses(batch, 0.04)[0]['dino'].item()
+    # 2 global crops, no local crop: DINOv2 divides the 2 pair terms by 3, the pair mean by 2
+    assert values['dinov2'] == pytest.approx(values['pairs'] * 2 / 3, rel=1e-6)
+    with pytest.raises(ValueError, match="normalization must be one of .*got 'sum'"):
+        _build(dino_loss_normalization='sum')
+
+
+def test_dinov3_config_uses_the_released_recipe_options():
+    import os.path as osp
+    from mmengine.config import Config
+    repo = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(repo, 'configs', 'pretrain', 'dinov3_vits16_gram.py'))
+    with torch.device('meta'):
+        model = MODELS.build(cfg.model)
+    assert model.gram_loss.batch_gram is False and model.gram_loss.remove_negatives is False
+    assert model.dino_loss.normalization == 'pairs'
+    for nets in (model.student, model.teacher):
+        rope = nets['backbone'].rope_embed
+        assert (rope.shift_coords, rope.jitter_coords, rope.rescale_coords) == (None, None, 2.0)
+    assert model.student.training and not model.teacher.training  # only the student draws
 
 
 def test_gram_runner_resume_is_exact(tmp_path):

@@ -58,6 +58,50 @@ def test_dino_loss_rejects_single_view():
         DINOLoss(4)([torch.zeros(1, 4)], [torch.ones(1, 4) / 4])
 
 
+def _dinov2_official_dino(global_logits, local_logits, teacher_probs, temp=0.1):
+    """DINOv2's training-code arithmetic for 2 global crops: the local loss sums the batch-mean
+    cross-entropy over (local student, teacher) pairs; the global loss is the batch mean over the
+    2B rows of the global student against the swapped teacher targets, times 2; both are divided
+    by (n_global - 1) n_global + max(n_local n_global, 1)."""
+    n_global, n_local = 2, len(local_logits)
+    divisor = (n_global - 1) * n_global + max(n_local * n_global, 1)
+
+    def ce(logits, probs):  # (B,) cross-entropy of softmax(logits / temp) against probs
+        return -(probs.double() * torch.log_softmax(logits.double() / temp, dim=-1)).sum(-1)
+
+    local = sum(ce(s, t).mean() for s in local_logits for t in teacher_probs)
+    swapped = torch.cat([teacher_probs[1], teacher_probs[0]])
+    global_ = ce(torch.cat(global_logits), swapped).mean() * 2
+    return (local + global_) / divisor
+
+
+@pytest.mark.parametrize('n_local', [0, 8])
+def test_dino_loss_normalisation_matches_dinov2_with_and_without_local_crops(n_local):
+    k, b = 11, 3
+    gen = torch.Generator().manual_seed(n_local)
+    global_logits = [torch.randn(b, k, generator=gen) for _ in range(2)]
+    local_logits = [torch.randn(b, k, generator=gen) for _ in range(n_local)]
+    teacher = [torch.softmax(torch.randn(b, k, generator=gen), -1) for _ in range(2)]
+    student = [x.clone().requires_grad_(True) for x in global_logits + local_logits]
+    loss = DINOLoss(k)(student, teacher)
+    ref_student = [x.double().requires_grad_(True) for x in global_logits + local_logits]
+    ref = _dinov2_official_dino(ref_student[:2], ref_student[2:], teacher)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-6)
+    loss.backward()
+    ref.backward()
+    for got, want in zip(student, ref_student):
+        torch.testing.assert_close(got.grad.double(), want.grad, rtol=1e-4, atol=1e-7)
+    # the mean over pairs: the same with local crops, 3/2 of DINOv2's value without
+    pairs = DINOLoss(k, normalization='pairs')(student, teacher).double()
+    torch.testing.assert_close(pairs, ref * (1.5 if n_local == 0 else 1.0), rtol=1e-5, atol=1e-6)
+
+
+def test_dino_loss_normalisation_option_is_checked():
+    assert DINOLoss(4).normalization == 'dinov2'
+    with pytest.raises(ValueError, match="normalization must be one of .*got 'mean'"):
+        DINOLoss(4, normalization='mean')
+
+
 def test_center_ema_and_centered_softmax():
     loss_fn = DINOLoss(3, center_momentum=0.9)
     assert 'center' in loss_fn.state_dict()
@@ -192,6 +236,64 @@ def test_koleo_gradient_finite_with_duplicates():
     assert torch.isfinite(x.grad).all()
 
 
+def _official_koleo(x, eps=1e-8):
+    """DINOv2's KoLeo on (B, D), in the dtype of x: L2-normalise (norm clamped at eps), nearest
+    neighbour = largest dot product with the diagonal filled with -1 (first index on ties),
+    distance = torch's pairwise distance ||x_i - x_nn + eps|| (eps added to every coordinate),
+    loss = -mean log(distance + eps)."""
+    x = x / x.norm(dim=-1, keepdim=True).clamp_min(eps)
+    dots = (x @ x.t()).detach()
+    dots.fill_diagonal_(-1.0)
+    nearest = dots.argmax(dim=1)
+    distances = (x - x[nearest] + eps).pow(2).sum(-1).sqrt()
+    return -(distances + eps).log().mean()
+
+
+def _koleo_batch(case: str) -> torch.Tensor:
+    x = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    if case == 'two duplicate pairs':
+        x[1], x[3] = x[0], x[2]
+    elif case == 'a triplicate and a pair':
+        x[1], x[2], x[4] = x[0], x[0], x[3]
+    else:  # scaled copies: powers of two, so normalising gives the same vector exactly
+        x[1], x[5] = 4.0 * x[0], 0.25 * x[4]
+    return x
+
+
+@pytest.mark.parametrize('case', ['two duplicate pairs', 'a triplicate and a pair',
+                                  'scaled copies'])
+def test_koleo_duplicates_and_scaled_copies_match_the_official_distance(case):
+    x = _koleo_batch(case)
+    # duplicates sit eps sqrt(D) apart, not 0: the value is set by that distance
+    ours = x.clone().requires_grad_(True)
+    loss = KoLeoLoss()(ours)
+    loss.backward()
+    ref32 = x.clone().requires_grad_(True)  # the official arithmetic, fp32
+    ref = _official_koleo(ref32)
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=0)
+    torch.testing.assert_close(ours.grad, ref32.grad, rtol=1e-5, atol=1e-6)
+    x64 = x.double().requires_grad_(True)  # the same formula in exact-ish arithmetic
+    ref64 = _official_koleo(x64)
+    ref64.backward()
+    torch.testing.assert_close(loss.double(), ref64, rtol=1e-6, atol=0)
+    # rows without a copy match the exact gradient too; on rows with copies the +-1/distance
+    # contributions (~1e7) cancel, in fp32 as in the official code, leaving rounding
+    plain = torch.tensor([not any(torch.equal(F.normalize(x[i], dim=0), F.normalize(x[j], dim=0))
+                                  for j in range(len(x)) if j != i) for i in range(len(x))])
+    assert plain.sum() >= 3
+    torch.testing.assert_close(ours.grad[plain].double(), x64.grad[plain], rtol=1e-4, atol=1e-7)
+
+
+def test_koleo_of_a_vector_and_its_copy_by_hand():
+    # both nearest distances are ||(1e-8, ..., 1e-8)|| = 1e-8 sqrt(D), not 0
+    x = torch.tensor([[3.0, -1.0, 2.0, 0.5]]).repeat(2, 1)
+    expected = -math.log(1e-8 * math.sqrt(4) + 1e-8)  # 17.32 (distance 0 would give 18.42)
+    torch.testing.assert_close(KoLeoLoss()(x), torch.tensor(expected, dtype=torch.float32))
+    torch.testing.assert_close(KoLeoLoss()(x * torch.tensor([[1.0], [8.0]])),
+                               torch.tensor(expected, dtype=torch.float32))
+
+
 # ---------------------------------------------------------------- Gram
 
 
@@ -210,6 +312,49 @@ def test_gram_loss_hand_value():
     torch.testing.assert_close(loss, torch.tensor(0.5))
     loss.backward()
     assert student.grad is not None
+
+
+def _gram_reference(student, teacher, batch_gram, remove_negatives):
+    """MSE of Gram matrices of L2-normalised patches: per image (B, N, N), or one (B N, B N)
+    matrix over the batch; negative similarities set to 0 in both when removed."""
+    s = student / student.norm(dim=-1, keepdim=True)
+    t = teacher / teacher.norm(dim=-1, keepdim=True)
+    if batch_gram:
+        s, t = s.reshape(1, -1, s.shape[-1]), t.reshape(1, -1, t.shape[-1])
+    gs, gt = s @ s.transpose(1, 2), t @ t.transpose(1, 2)
+    if remove_negatives:
+        gs, gt = torch.where(gs < 0, 0.0, gs), torch.where(gt < 0, 0.0, gt)
+    return ((gs - gt) ** 2).mean()
+
+
+@pytest.mark.parametrize('batch_gram', [False, True])
+@pytest.mark.parametrize('remove_negatives', [False, True])
+def test_gram_loss_options_match_the_formula(batch_gram, remove_negatives):
+    gen = torch.Generator().manual_seed(0)
+    student = torch.randn(3, 5, 6, generator=gen)
+    teacher = torch.randn(3, 5, 4, generator=gen)
+    ours = student.clone().requires_grad_(True)
+    loss = GramLoss(batch_gram=batch_gram, remove_negatives=remove_negatives)(ours, teacher)
+    ref_student = student.double().requires_grad_(True)
+    ref = _gram_reference(ref_student, teacher.double(), batch_gram, remove_negatives)
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-7)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(ours.grad.double(), ref_student.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_gram_loss_options_change_what_is_compared():
+    # two images, one patch pair each, identical within an image, opposite across images
+    s = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[-1.0, 0.0], [-1.0, 0.0]]])
+    t = torch.tensor([[[0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    # per image both Gram matrices are all ones: nothing to anchor
+    assert GramLoss()(s, t).item() == 0.0
+    # over the batch the student's cross-image block is -1, the teacher's +1: 8 of 16 entries
+    # differ by 2 -> 8 * 4 / 16 = 2; with negatives removed they differ by 1 -> 0.5
+    assert GramLoss(batch_gram=True)(s, t).item() == pytest.approx(2.0)
+    assert GramLoss(batch_gram=True, remove_negatives=True)(s, t).item() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="batch_gram must be a bool, got 'yes'"):
+        GramLoss(batch_gram='yes')
 
 
 def test_gram_teacher_downsampling():

@@ -1,7 +1,8 @@
-# DINOv1 ViT-S/16, ImageNet-1k, 100 epochs (REFERENCE section 8): k-NN 69.3 / linear 74.0 with
-# 8 GPUs in 1.75 days. DINO loss only (no iBOT, no KoLeo), softmax centering, teacher momentum
-# 0.996, global crops at scale 0.4-1 and local crops at 0.05-0.4 (DINOv1's own defaults), lr
-# 5e-4 x B / 256, no layer-wise decay, drop path rising linearly to 0.1 over the blocks.
+# DINOv1 ViT-S/16, ImageNet-1k, 100 epochs (docs/pretraining.md, "Recipes"): k-NN 69.3 /
+# linear 74.0 with 8 GPUs in 1.75 days. DINO loss only (no iBOT, no KoLeo), softmax centering,
+# teacher momentum 0.996, global crops at scale 0.4-1 and local crops at 0.05-0.4 (DINOv1's own
+# defaults), lr 5e-4 x B / 256, no layer-wise decay, drop path rising linearly to 0.1 over the
+# blocks.
 # Batch 1024 total (8 x 128); epoch = 1,251 iterations.
 _base_ = ['../_base_/default_runtime.py']
 epoch_iters = 1251

@@ -1,5 +1,6 @@
-# DINOv2 ViT-S/14 pretraining recipe on ImageNet-1k (REFERENCE section 8), in config form: built by
-# the tests, meant for 8+ GPUs (torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch).
+# DINOv2 ViT-S/14 pretraining recipe on ImageNet-1k (docs/pretraining.md, "Recipes"), in config
+# form: built by the tests, meant for 8+ GPUs
+# (torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch).
 # Batch 1024 total (8 x 128); epoch = 1,250 iterations; 100 epochs. DINO + iBOT (shared head) +
 # KoLeo, softmax centering, layer-wise lr decay 0.9 with the patch embedding at x0.2.
 _base_ = ['../_base_/default_runtime.py']

@@ -22,8 +22,8 @@ Two options extend the recipe:
   of the EMA teacher taken then and refreshed every ``gram_update_interval`` iterations, or a
   given checkpoint) sees the ``gram_crops`` (2x resolution when the augmentation makes them,
   else the global crops); the MSE between its patch Gram matrices (bicubically resampled to the
-  student's grid) and the student's is added with a weight ramped linearly to
-  ``gram_loss_weight`` over ``gram_warmup_iters``.
+  student's grid; per crop, or over the batch with ``gram_batch``) and the student's is added
+  with a weight ramped linearly to ``gram_loss_weight`` over ``gram_warmup_iters``.
 * Distillation (DINOv2): ``distill_teacher`` names a frozen pretrained model (backbone + heads
   from a pretraining checkpoint) that gives the targets; the EMA of the student is kept as
   ``student_ema`` and is what gets exported.
@@ -110,6 +110,10 @@ class DinoSSLModel(BaseModel):
         ibot_head: options of a separate iBOT head (v3 style); ``None`` shares the DINO head (v2).
         n_global_crops: global crops per image (2).
         dino_loss_weight: weight of the DINO CLS loss (0 disables).
+        dino_loss_normalization: divisor of the summed DINO pair terms: 'dinov2' (DINOv2's
+            count, at least one local term: 2 global crops and no local crop divide by 3) or
+            'pairs' (the number of pairs: DINOv1, DINOv3); the same whenever there are local
+            crops. See :class:`~.losses.DINOLoss`.
         ibot_loss_weight: weight of the iBOT patch loss (0 disables; also off without masks).
         koleo_loss_weight: weight of the KoLeo loss on the student's global CLS (0 disables).
         student_temp: student temperature of both losses.
@@ -127,6 +131,10 @@ class DinoSSLModel(BaseModel):
             iterations after the start (0: never).
         gram_teacher_checkpoint: backbone weights for the Gram teacher instead of the snapshot
             (a pretraining checkpoint, an exported teacher, or an official file).
+        gram_batch: one Gram matrix over all patches of this process's global crops instead of
+            one per crop (DINOv3's ``img_level: false``).
+        gram_remove_negatives: set negative similarities to 0 in both Gram matrices (DINOv3's
+            ``remove_neg``). See :class:`~.losses.GramLoss`.
         distill_teacher: ``dict(arch=..., checkpoint=..., backbone_overrides=..., head=...,
             ibot_head=...)``: distil from this frozen model instead of an EMA teacher. The
             checkpoint must hold the teacher's heads (a densedino pretraining checkpoint or an
@@ -138,7 +146,8 @@ class DinoSSLModel(BaseModel):
     def __init__(self, arch: str, *, backbone_overrides: Optional[dict] = None,
                  drop_path_rate: float = 0.0, head: Optional[dict] = None,
                  ibot_head: Optional[dict] = None, n_global_crops: int = 2,
-                 dino_loss_weight: float = 1.0, ibot_loss_weight: float = 1.0,
+                 dino_loss_weight: float = 1.0, dino_loss_normalization: str = 'dinov2',
+                 ibot_loss_weight: float = 1.0,
                  koleo_loss_weight: float = 0.1, student_temp: float = 0.1,
                  center_momentum: float = 0.9, centering: str = 'softmax',
                  teacher_temp: float = 0.07, warmup_teacher_temp: float = 0.04,
@@ -146,6 +155,7 @@ class DinoSSLModel(BaseModel):
                  freeze_last_layer_iters: int = 0, gram_loss_weight: float = 0.0,
                  gram_start_iter: int = 0, gram_warmup_iters: int = 0,
                  gram_update_interval: int = 0, gram_teacher_checkpoint: Optional[str] = None,
+                 gram_batch: bool = False, gram_remove_negatives: bool = False,
                  distill_teacher: Optional[dict] = None,
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
@@ -206,8 +216,10 @@ class DinoSSLModel(BaseModel):
             if gram_teacher_checkpoint is not None:
                 load_backbone_weights(self.gram_teacher, gram_teacher_checkpoint, 'Gram teacher')
                 self.gram_ready.fill_(1)
-            self.gram_loss = GramLoss()
-        self.dino_loss = DINOLoss(head_dim, student_temp, center_momentum)
+            self.gram_loss = GramLoss(batch_gram=gram_batch,
+                                      remove_negatives=gram_remove_negatives)
+        self.dino_loss = DINOLoss(head_dim, student_temp, center_momentum,
+                                  normalization=dino_loss_normalization)
         self.ibot_loss = iBOTPatchLoss(ibot_dim, student_temp, center_momentum)
         self.koleo_loss = KoLeoLoss()
 

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from ...registry import MODELS
 from ..distributed import all_reduce_
 
+NORMALIZATIONS = ('dinov2', 'pairs')
+
 
 @torch.no_grad()
 def sinkhorn_knopp(teacher_logits: Tensor, teacher_temp: float, n_iterations: int = 3) -> Tensor:
@@ -128,21 +130,42 @@ class CenteredTeacherLoss(nn.Module):
 
 @MODELS.register_module()
 class DINOLoss(CenteredTeacherLoss):
-    """DINO loss on class-token logits, averaged over all pairs of different views.
+    """DINO loss on class-token logits: cross-entropy summed over all pairs of different views,
+    divided by a number of terms.
+
+    With ``n_t`` teacher (global) views and ``n_l`` further (local) student views the sum holds
+    ``n_t (n_t - 1) + n_l n_t`` pair terms (each a batch mean). ``normalization`` sets the
+    divisor:
+
+    * ``'dinov2'``: ``n_t (n_t - 1) + max(n_l n_t, 1)``, as DINOv2's training code divides (its
+      local term count is at least 1). With local crops this is the number of pairs; without
+      any, 2 global crops give 2 terms divided by 3.
+    * ``'pairs'``: the number of pairs, a mean (DINOv1; DINOv3, whose code requires local
+      crops, so the two agree there).
 
     Args:
         out_dim: number of prototypes K.
         student_temp: student temperature (0.1).
         center_momentum: EMA momentum of the center (0.9).
+        normalization: ``'dinov2'`` or ``'pairs'`` (above).
     """
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
+                 normalization: str = 'dinov2') -> None:
+        super().__init__(out_dim, student_temp, center_momentum)
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got '
+                             f'{normalization!r}')
+        self.normalization = normalization
 
     def forward(self, student_logits_list: Sequence[Tensor],
                 teacher_probs_list: Sequence[Tensor]) -> Tensor:
-        """Mean cross-entropy over (teacher view, student view) pairs of different views.
+        """Cross-entropy over (teacher view, student view) pairs of different views.
 
         Student view ``i`` for ``i < len(teacher_probs_list)`` is the same crop as teacher view
         ``i`` (the global crops come first) and that pair is skipped: 2 global teacher views x
-        10 student views give 20 - 2 = 18 terms. Each term is the batch mean.
+        10 student views give 20 - 2 = 18 terms. Each term is the batch mean; their sum is
+        divided as ``normalization`` says (18 here either way).
 
         Args:
             student_logits_list: per view (B, K) student logits (global crops first).
@@ -168,4 +191,12 @@ class DINOLoss(CenteredTeacherLoss):
         if n_terms == 0:
             raise ValueError('no pair of different views: need >= 2 student views, got '
                              f'{len(student_logits_list)}')
-        return total / n_terms
+        return total / self.n_divisor(len(teacher_probs_list), len(student_logits_list))
+
+    def n_divisor(self, n_teacher_views: int, n_student_views: int) -> int:
+        """The divisor of the summed pair terms (see the class docstring)."""
+        n_global_terms = n_teacher_views * (n_teacher_views - 1)
+        n_local_terms = (n_student_views - n_teacher_views) * n_teacher_views
+        if self.normalization == 'dinov2':
+            return n_global_terms + max(n_local_terms, 1)
+        return n_global_terms + n_local_terms

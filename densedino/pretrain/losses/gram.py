@@ -5,13 +5,21 @@ G = F F^T (N, N) hold the patch-to-patch cosine similarities, and
 
     L = mean over images and the N^2 entries of (G_s - G_g)^2.
 
+Two options of DINOv3's Gram loss:
+
+* ``batch_gram``: one Gram matrix over all B N patches of the batch (every patch of every image
+  against every other), L = mean over the (B N)^2 entries. DINOv3 does this over the batch of
+  one process (no gathering across processes); the matrix costs (B N)^2 floats.
+* ``remove_negatives``: negative similarities are set to 0 in both matrices before the MSE (no
+  gradient flows through the student's zeroed entries).
+
+DINOv3's released ViT-7B Gram-anchoring config computes the matrices per image and keeps the
+negatives (``img_level: true``, ``remove_neg: false``), the defaults here; its default config
+and its loss class's own defaults differ (batch-level; negatives removed).
+
 The Gram teacher is a frozen earlier teacher fed 2x-resolution crops; its patch grid is
 downsampled bicubically to the student's grid with :func:`downsample_gram_teacher_features`.
 DINOv3 weights the loss up to 2.0 late in training (the weight lives in the caller).
-
-Not implemented (options of the DINOv3 code beyond REFERENCE.md): removing negative
-similarities before the MSE, and Gram matrices over the whole (gathered) batch instead of per
-image.
 
 References:
     Simeoni et al., "DINOv3", arXiv 2508.10104, 2025.
@@ -56,7 +64,20 @@ def downsample_gram_teacher_features(features: Tensor, size: Union[int, Tuple[in
 
 @MODELS.register_module()
 class GramLoss(nn.Module):
-    """MSE between the per-image Gram matrices of student and Gram-teacher patch features."""
+    """MSE between the Gram matrices of student and Gram-teacher patch features.
+
+    Args:
+        batch_gram: one Gram matrix over all patches of the batch instead of one per image.
+        remove_negatives: set negative similarities to 0 in both matrices before the MSE.
+    """
+
+    def __init__(self, *, batch_gram: bool = False, remove_negatives: bool = False) -> None:
+        super().__init__()
+        for name, value in (('batch_gram', batch_gram), ('remove_negatives', remove_negatives)):
+            if not isinstance(value, bool):
+                raise ValueError(f'{name} must be a bool, got {value!r}')
+        self.batch_gram = batch_gram
+        self.remove_negatives = remove_negatives
 
     def forward(self, student_features: Tensor, teacher_features: Tensor) -> Tensor:
         """Gram-anchoring loss.
@@ -69,8 +90,16 @@ class GramLoss(nn.Module):
         Returns:
             Scalar fp32 loss.
         """
-        if student_features.shape[:2] != teacher_features.shape[:2]:
+        if student_features.dim() != 3 or student_features.shape[:2] != teacher_features.shape[:2]:
             raise ValueError(f'student {tuple(student_features.shape)} and teacher '
-                             f'{tuple(teacher_features.shape)} differ in (B, N)')
+                             f'{tuple(teacher_features.shape)} must be (B, N, D) with the same '
+                             '(B, N)')
+        if self.batch_gram:  # (1, B N, D): every patch of the batch against every other
+            student_features = student_features.flatten(0, 1)[None]
+            teacher_features = teacher_features.flatten(0, 1)[None]
+        student = gram_matrix(student_features)
         target = gram_matrix(teacher_features.detach())
-        return F.mse_loss(gram_matrix(student_features), target)
+        if self.remove_negatives:
+            student = student.masked_fill(student < 0, 0.0)
+            target = target.masked_fill(target < 0, 0.0)
+        return F.mse_loss(student, target)

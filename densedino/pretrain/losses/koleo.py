@@ -1,12 +1,15 @@
 """The KoLeo regulariser: spread features uniformly by pushing apart nearest neighbours.
 
 On L2-normalised vectors x_1..x_B of one batch (the student's class tokens of one global crop),
-with d_i the distance from x_i to its nearest other vector,
+with n(i) the nearest other vector of x_i and d_i its distance,
 
     L = -(1 / B) * sum_i log(d_i + eps),   eps = 1e-8,
 
-the Kozachenko-Leonenko differential-entropy estimator up to constants. The nearest neighbour is
-found by the largest dot product with self excluded; everything is fp32.
+the Kozachenko-Leonenko differential-entropy estimator up to constants. As in DINOv2's code,
+n(i) is the largest dot product with the diagonal set to -1, and the distance is torch's pairwise
+distance ``d_i = ||x_i - x_n(i) + delta||``, delta = 1e-8 added to every coordinate: exact
+duplicates (or a vector and a scaled copy) sit ``delta * sqrt(D)`` apart, not 0, which sets the
+value and the gradients in batches that hold them. Everything is fp32.
 
 References:
     Sablayrolles et al., "Spreading vectors for similarity search", ICLR 2019.
@@ -27,13 +30,18 @@ class KoLeoLoss(nn.Module):
 
     Args:
         eps: added to the nearest-neighbour distance inside the log.
+        distance_eps: added to every coordinate of the difference before its norm (torch's
+            pairwise distance; DINOv2: 1e-8).
     """
 
-    def __init__(self, eps: float = 1e-8) -> None:
+    def __init__(self, eps: float = 1e-8, distance_eps: float = 1e-8) -> None:
         super().__init__()
         if eps <= 0:
             raise ValueError(f'eps must be > 0, got {eps}')
+        if distance_eps < 0:
+            raise ValueError(f'distance_eps must be >= 0, got {distance_eps}')
         self.eps = eps
+        self.distance_eps = distance_eps
 
     def single(self, x: Tensor) -> Tensor:
         """Loss of one batch.
@@ -49,9 +57,10 @@ class KoLeoLoss(nn.Module):
         x = F.normalize(x.float(), dim=-1, eps=1e-8)
         with torch.no_grad():
             dots = x @ x.t()
-            dots.fill_diagonal_(float('-inf'))
+            # -1 as DINOv2 (not -inf): if every other dot is -1 too, the first index wins
+            dots.fill_diagonal_(-1.0)
             nearest = dots.argmax(dim=1)
-        distances = torch.linalg.vector_norm(x - x[nearest], dim=-1)
+        distances = F.pairwise_distance(x, x[nearest], p=2.0, eps=self.distance_eps)
         return -torch.log(distances + self.eps).mean()
 
     def forward(self, x: Union[Tensor, Sequence[Tensor]]) -> Tensor:
