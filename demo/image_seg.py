@@ -5,7 +5,9 @@
 
 The overlay has the image's height; the legend of the classes present (largest first) is
 appended on the right, so the width is the image's plus the legend's (exactly the image's size
-with --no-legend). Works headless: --show only opens a window where a display is available.
+with --no-legend). Class colours are the dataset's palette (``model.dataset_meta['palette']``:
+the checkpoint's, else the config dataset's), so a class has the colour ``tools/test.py
+--show-dir`` gives it. Works headless: --show only opens a window where a display is available.
 """
 import argparse
 import os

@@ -221,12 +221,50 @@ def test_demo_writes_the_overlay_with_a_legend(trained, model, tmp_path):
     np.testing.assert_array_equal(written, expected)
 
 
-def test_demo_errors_are_one_line(trained, tmp_path, capsys):
-    """In process (a subprocess costs seconds of imports): run_cli's one-line stderr report."""
+def _load_demo():
     spec = importlib.util.spec_from_file_location('image_seg_demo',
                                                   osp.join(REPO, 'demo/image_seg.py'))
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
+    return demo
+
+
+@pytest.mark.parametrize('source', ['dataset palette', 'classes only'])
+def test_demo_colours_each_class_with_the_dataset_palette(trained, tmp_path, source):
+    """The overlay colour of class k is the k-th colour of the palette mmseg's dataset holds for
+    the config's classes (what tools/test.py --show-dir draws with), also where the config
+    names classes without a palette and mmseg's dataset makes one up."""
+    from mmengine.registry import DefaultScope
+    from densedino.registry import DATASETS
+    cfg = Config.fromfile(trained.cfg_path)
+    if source == 'classes only':
+        for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+            cfg[loader].dataset = ConfigDict(
+                type='BaseSegDataset', data_root=str(trained.tmp / 'data'),
+                metainfo=dict(classes=[f'thing {i}' for i in range(len(SYNTHETIC_CLASSES))]),
+                pipeline=cfg[loader].dataset.pipeline)
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    bare = str(tmp_path / 'bare.pth')  # no meta.dataset_meta: the config's dataset decides
+    torch.save(torch.load(trained.ckpt, map_location='cpu')['state_dict'], bare)
+    with DefaultScope.overwrite_default_scope('densedino'):
+        dataset = DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
+    palette = np.asarray(dataset.metainfo['palette'], np.uint8)
+
+    img = trained.images[0]
+    args = _load_demo().parse_args([img, cfg_path, bare, '--opacity', '1', '--no-legend'])
+    overlay, _, _ = _load_demo().segment(args)
+    labels = inference_model(init_model(cfg_path, bare), img).pred_sem_seg.data[0].numpy()
+    present = classes_present(labels)
+    assert present
+    for k in present:
+        np.testing.assert_array_equal(overlay[labels == k], palette[[k] * (labels == k).sum()],
+                                      err_msg=f'class {k}')
+
+
+def test_demo_errors_are_one_line(trained, tmp_path, capsys):
+    """In process (a subprocess costs seconds of imports): run_cli's one-line stderr report."""
+    demo = _load_demo()
     out, missing = str(tmp_path / 'o.png'), str(tmp_path / 'no.jpg')
     cases = [
         ([missing, '--out', out], f'InferenceError: image file {missing} does not exist'),

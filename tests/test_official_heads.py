@@ -41,6 +41,7 @@ def _model(config):
     ('configs/seg/ade20k_linear_ms.py', 4 * 384, 150),
     ('configs/seg/ade20k_linear_dinov2_vitb14.py', 768, 150),
     ('configs/seg/voc12_linear.py', 384, 21),
+    ('configs/seg/voc12_linear_ms.py', 4 * 384, 21),     # dinov2_vits14_voc2012_ms_head.pth
 ])
 def test_official_head_loads_strictly(tmp_path, config, channels, classes):
     model, _ = _model(config)
@@ -79,3 +80,22 @@ def test_convert_checkpoint_writes_a_full_model_with_dataset_meta(tmp_path):
                        bb.blocks[0].attn.qkv.weight)
     model, _ = _model('configs/seg/ade20k_linear.py')
     model.load_state_dict(sd, strict=True)
+
+
+def test_voc_ms_head_converts_with_the_voc_classes(tmp_path):
+    """dinov2_vits14_voc2012_ms_head.pth (4 blocks, 21 classes) through tools/convert_checkpoint.py
+    into configs/seg/voc12_linear_ms.py; --cfg-options edits the config first."""
+    import tools.convert_checkpoint as convert
+    head = official_seg_head(4 * 384, 21)
+    path, out = str(tmp_path / 'dinov2_vits14_voc2012_ms_head.pth'), str(tmp_path / 'voc.pth')
+    torch.save(head, path)
+    convert.main(convert.parse_args([
+        osp.join(REPO, 'configs/seg/voc12_linear_ms.py'), '--head', path, '--out', out,
+        '--cfg-options', 'model.backbone.checkpoint=None',
+        'model.backbone.arch_overrides.depth=4']))
+    ckpt = torch.load(out, map_location='cpu')
+    classes = ckpt['meta']['dataset_meta']['classes']
+    assert len(classes) == 21 and tuple(classes[:2]) == ('background', 'aeroplane')
+    assert torch.equal(ckpt['state_dict']['decode_head.conv_seg.weight'],
+                       head['state_dict']['decode_head.conv_seg.weight'])
+    assert 'backbone.model.blocks.3.norm1.weight' in ckpt['state_dict']

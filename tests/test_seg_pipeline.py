@@ -140,7 +140,7 @@ def test_every_config_builds():
     assert built == len(paths) == EXPECTED_CONFIGS
 
 
-EXPECTED_CONFIGS = 21
+EXPECTED_CONFIGS = 22
 
 
 def test_bad_inputs_give_one_line_errors(ade_root, tmp_path):
@@ -206,3 +206,21 @@ def test_test_cli_tta_show_dir_and_out(ade_root, tmp_path):
     assert preds == [f'ADE_val_{i:08d}.png' for i in (1, 2, 3)]
     shown = glob.glob(str(tmp_path / 'vis' / '**' / '*.png'), recursive=True)
     assert len(shown) == 3
+
+
+@pytest.mark.parametrize('config', ['configs/seg/ade20k_linear_ms.py',
+                                    'configs/seg/voc12_linear_ms.py'])
+def test_ms_configs_test_at_short_side_640_times_each_ratio(config):
+    """DINOv2's +ms test resizes the short side to 640 x r (r = 1 ... 3), whatever the image's
+    own size (ADE20K images are ~512 px), as its multi-scale flip test with img_scale
+    (inf, 640) and img_ratios does."""
+    from mmengine.registry import DefaultScope
+
+    from densedino.registry import TRANSFORMS
+    cfg = Config.fromfile(osp.join(REPO, config))
+    resizes = cfg.tta_pipeline[1].transforms[0]
+    image = np.zeros((512, 683, 3), np.uint8)
+    with DefaultScope.overwrite_default_scope('densedino'):
+        shapes = [TRANSFORMS.build(t)(dict(img=image.copy()))['img'].shape[:2] for t in resizes]
+    assert [min(s) for s in shapes] == [int(640 * r) for r in cfg.img_ratios]
+    assert [round(max(s) / min(s), 2) for s in shapes] == [round(683 / 512, 2)] * len(shapes)

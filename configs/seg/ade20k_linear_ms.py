@@ -1,7 +1,7 @@
 # DINOv2 ViT-S/14, ADE20K "+ms" protocol: frozen backbone, last 4 blocks (final norm) resized and
 # concatenated, BatchNorm + 1x1 conv, crop 640, 40k iterations at batch 16; test: sliding window
 # 640 / 320 at scales 1.0-3.0 with flips (run tools/test.py with --tta).
-# Reproduces: DINOv2 paper, ADE20K linear +ms mIoU 47.2 (REFERENCE section 6).
+# Reproduces: DINOv2 paper, ADE20K linear +ms mIoU 47.2 (docs/protocols.md section 6).
 _base_ = [
     '../_base_/models/dino_linear_seg.py', '../_base_/datasets/ade20k_512.py',
     '../_base_/schedules/dinov2_40k.py', '../_base_/default_runtime.py'
@@ -28,11 +28,14 @@ test_pipeline = [
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='PackSegInputs'),
 ]
+# DINOv2's multi-scale test: short side 640 x ratio (long side at most 2560 x ratio), each scale
+# also flipped (scaling the image as loaded would start at ADE20K's ~512 px, not at 640).
 img_ratios = [1.0, 1.32, 1.73, 2.28, 3.0]
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(type='TestTimeAug', transforms=[
-        [dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
+        [dict(type='Resize', scale=(int(2560 * r), int(640 * r)), keep_ratio=True)
+         for r in img_ratios],
         [dict(type='RandomFlip', prob=0., direction='horizontal'),
          dict(type='RandomFlip', prob=1., direction='horizontal')],
         [dict(type='LoadAnnotations', reduce_zero_label=True)],

@@ -29,10 +29,12 @@ class DinoDepthEstimator(EncoderDecoder):
         flip: Average the prediction with that of the horizontally flipped input (DINOv2 /
             DINOv3 evaluation). Default False.
 
-    Predictions are clamped to the head's ``[min_depth, max_depth]`` (metric heads), cut to the
-    unpadded image, un-flipped when the test pipeline flipped the image, and resized (bilinear)
-    to the original image size as ``pred_depth_map``: the size of the ground truth the metric
-    compares with.
+    Predictions are clamped to the head's ``[min_depth, max_depth]`` (metric heads) at the
+    head's resolution and then resized (bilinear) to the input, per window in slide mode (as
+    DINOv2's depther clamps and resizes in every ``encode_decode`` call); windows and flips are
+    averaged; the result is cut to the unpadded image, un-flipped when the test pipeline flipped
+    the image, and resized (bilinear) to the original image size as ``pred_depth_map``: the size
+    of the ground truth the metric compares with.
 
     Args:
         backbone, decode_head, data_preprocessor, train_cfg, test_cfg, init_cfg: as mmseg's
@@ -67,8 +69,9 @@ class DinoDepthEstimator(EncoderDecoder):
     def inference(self, inputs: torch.Tensor, batch_img_metas: List[dict]) -> torch.Tensor:
         """(B, 1, H, W) depth at the input size, flip-averaged if configured.
 
-        The head clamps every prediction (``DepthHead.predict``); averages of windows and flips,
-        and bilinear resizes, stay inside the range, so nothing is clamped again here.
+        The head clamps every prediction at its own resolution before resizing it to the input
+        or window (``DepthHead.predict``); averages of windows and flips, and bilinear resizes,
+        stay inside the range, so nothing is clamped again here.
         """
         depth = self._forward_once(inputs, batch_img_metas)
         if self.test_cfg.get('flip', False):

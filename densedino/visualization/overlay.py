@@ -22,19 +22,23 @@ _TEXT = (0, 0, 0)
 
 
 def default_palette(num_classes: int, seed: int = 42) -> List[List[int]]:
-    """A deterministic random RGB palette, for class lists that come without one.
+    """The palette mmseg's datasets give a class list that comes without one.
+
+    mmseg's ``BaseSegDataset`` draws it with NumPy's legacy generator seeded with 42
+    (``randint(0, 255, (num_classes, 3))``); drawing it the same way (from a private
+    ``RandomState``, leaving the global one alone) gives every class the colour that
+    ``tools/test.py --show-dir`` (mmseg's visualizer, fed the dataset's palette) draws it in.
 
     Args:
         num_classes: Number of colours.
-        seed: Random seed; the same seed gives the same colours.
+        seed: Random seed; 42 is mmseg's.
 
     Returns:
         ``num_classes`` ``[r, g, b]`` lists with values in ``[0, 255)``.
     """
     if num_classes < 0:
         raise ValueError(f'num_classes must be >= 0, got {num_classes}')
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, 255, size=(num_classes, 3)).tolist()
+    return np.random.RandomState(seed).randint(0, 255, size=(num_classes, 3)).tolist()
 
 
 def draw_overlay(image: np.ndarray, labels: np.ndarray, classes: Sequence[str],
@@ -47,7 +51,9 @@ def draw_overlay(image: np.ndarray, labels: np.ndarray, classes: Sequence[str],
         labels: ``(H, W)`` integer class indices into ``classes``; ``ignore_index`` pixels are left
             uncoloured and kept out of the legend.
         classes: Class names.
-        palette: One RGB colour per class; ``default_palette(len(classes))`` if None.
+        palette: One RGB colour per class, normally the dataset's (``model.dataset_meta
+            ['palette']``); ``default_palette(len(classes))`` (mmseg's colours for a class list
+            without a palette) if None.
         opacity: Weight of the class colour, in ``[0, 1]`` (0: the image, 1: the colours only).
         ignore_index: Label value that marks unlabelled pixels.
         legend: Whether to append the legend panel on the right.

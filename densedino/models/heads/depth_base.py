@@ -3,8 +3,8 @@
 A depth head maps backbone outputs to a (B, 1, h, w) map at its own resolution (metres for metric
 heads, disparity for relative ones such as Depth-Anything-V2's relative model). Training resizes
 the map to the ground truth (bilinear) and applies the configured losses on pixels with a
-measurement; inference resizes it to the network input and, for metric heads, clamps it to
-``[min_depth, max_depth]``.
+measurement; inference clamps it to ``[min_depth, max_depth]`` (metric heads) at the head's
+resolution and then resizes it to the network input, in the order of DINOv2's depther.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -114,13 +114,20 @@ class DepthHead(BaseModule):
         return losses
 
     def predict(self, inputs, batch_img_metas: List[dict], test_cfg=None) -> torch.Tensor:
-        """Forward, resized to the network input (bilinear) and clamped for metric heads."""
-        pred = self.forward(inputs)
+        """Forward, clamped at the head's resolution (metric heads), then resized (bilinear) to
+        the network input: DINOv2's depther order. A bilinear resize of clamped values stays in
+        the range; clamping after the resize would instead blend out-of-range raw values (a
+        ReLU output such as the DPT head's) into the pixels next to them.
+
+        Returns:
+            (B, 1, H, W) depth at ``target_size(batch_img_metas)`` (the window in slide mode).
+        """
+        pred = self.clamp(self.forward(inputs))
         size = tuple(target_size(batch_img_metas))
         if pred.shape[-2:] != size:
             pred = F.interpolate(pred, size=size, mode='bilinear',
                                  align_corners=self.align_corners)
-        return self.clamp(pred)
+        return pred
 
     def clamp(self, pred: torch.Tensor) -> torch.Tensor:
         """Clamp metric predictions to ``[min_depth, max_depth]`` (relative ones pass through)."""

@@ -4,7 +4,8 @@ Both decoders share the DPT layout (Ranftl et al., "Vision Transformers for Dens
 2021): reassemble four tapped blocks into a pyramid at 4x, 2x, 1x and 1/2x the token grid, 3x3
 convs to a common width, four fusion blocks of pre-activation residual units from the coarsest
 level up, and a small convolutional output head. They differ in details, which ``variant`` sets
-(REFERENCE section 4; transformers' ``DepthAnythingForDepthEstimation`` for Depth-Anything-V2):
+(docs/protocols.md section 4.2; transformers' ``DepthAnythingForDepthEstimation`` for
+Depth-Anything-V2):
 
 ============================  ==========================  ===================================
 option                        ``'dinov2'``                ``'depth_anything_v2'``
