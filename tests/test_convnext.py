@@ -9,7 +9,7 @@ from densedino.models.backbones.convnext import (CONVNEXT_PRESETS, ConvNeXt, con
                                                  convnext_state_dict_from_hf, is_hf_convnext_state_dict)
 
 TINY = dict(depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
-# REFERENCE.md 1.4, in millions.
+# docs/protocols.md section 1.5, in millions.
 PRESET_PARAMS_M = {'dinov3_convnext_tiny': 27.8, 'dinov3_convnext_small': 49.5,
                    'dinov3_convnext_base': 87.6, 'dinov3_convnext_large': 196.2}
 

@@ -249,7 +249,8 @@ def _tiny_dav2_head(kind: str) -> dict:
 def _tiny_dav2_estimator(kind: str, **overrides) -> torch.nn.Module:
     head = _tiny_dav2_head(kind)
     head.update(overrides)
-    # transformers' Dinov2 resamples positions with size= (no +0.1 offset, REFERENCE 1.2).
+    # transformers' Dinov2 resamples positions with size= (no +0.1 offset; docs/protocols.md
+    # section 1.2).
     backbone = dict(arch_overrides=dict(embed_dim=TINY_DIM, depth=4, num_heads=2, img_size=56,
                                         interpolate_offset=0.0), norm=True)
     return _estimator(head, backbone)

@@ -1,5 +1,5 @@
 # DINOv2 ViT-S/14, DPT depth head on blocks [2, 5, 8, 11] (class token read out), KITTI.
-# Target (DINOv2 paper, REFERENCE section 6): RMSE 2.34 (ViT-B 2.23, L 2.14, g 2.11).
+# Target (DINOv2 paper, docs/protocols.md section 6): RMSE 2.34 (ViT-B 2.23, L 2.14, g 2.11).
 # Released head: dinov2_vits14_kitti_dpt_head.pth.
 _base_ = [
     '../_base_/models/dino_dpt_depth.py', '../_base_/datasets/kitti.py',

@@ -1,5 +1,5 @@
 # DINOv2 ViT-S/14, linear depth head on the last block (+ class token), KITTI Eigen split.
-# Target (DINOv2 paper, REFERENCE section 6): RMSE 3.10 (ViT-B 2.90, L 2.78, g 2.62).
+# Target (DINOv2 paper, docs/protocols.md section 6): RMSE 3.10 (ViT-B 2.90, L 2.78, g 2.62).
 # Released head: dinov2_vits14_kitti_linear_head.pth.
 _base_ = [
     '../_base_/models/dino_linear_depth.py', '../_base_/datasets/kitti.py',

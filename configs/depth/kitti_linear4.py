@@ -1,5 +1,5 @@
 # DINOv2 ViT-S/14, linear depth head on four blocks [2, 5, 8, 11] (+ class tokens), KITTI.
-# Target (DINOv2 paper, REFERENCE section 6): RMSE 2.86 (ViT-B 2.59, L 2.50, g 2.35).
+# Target (DINOv2 paper, docs/protocols.md section 6): RMSE 2.86 (ViT-B 2.59, L 2.50, g 2.35).
 # Released head: dinov2_vits14_kitti_linear4_head.pth.
 _base_ = [
     '../_base_/models/dino_linear_depth.py', '../_base_/datasets/kitti.py',

@@ -1,5 +1,5 @@
 # DINOv2 ViT-S/14, DPT depth head on blocks [2, 5, 8, 11] (class token read out), NYU.
-# Target (DINOv2 paper, REFERENCE section 6): RMSE 0.356 (ViT-B 0.317, L 0.293, g 0.279).
+# Target (DINOv2 paper, docs/protocols.md section 6): RMSE 0.356 (ViT-B 0.317, L 0.293, g 0.279).
 # Released head: dinov2_vits14_nyu_dpt_head.pth.
 _base_ = [
     '../_base_/models/dino_dpt_depth.py', '../_base_/datasets/nyu.py',

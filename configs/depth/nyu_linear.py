@@ -1,5 +1,5 @@
 # DINOv2 ViT-S/14, linear depth head on the last block (+ class token), NYU-Depth-v2.
-# Target (DINOv2 paper, REFERENCE section 6): RMSE 0.449 (ViT-B 0.399, L 0.384, g 0.344).
+# Target (DINOv2 paper, docs/protocols.md section 6): RMSE 0.449 (ViT-B 0.399, L 0.384, g 0.344).
 # Released head: dinov2_vits14_nyu_linear_head.pth (load with tools/convert_checkpoint.py or
 # densedino.models.heads.load_head_checkpoint); backbone: dinov2_vits14_pretrain.pth.
 _base_ = [

@@ -1,5 +1,5 @@
 # DINOv2 ViT-S/14, linear depth head on four blocks [2, 5, 8, 11] (+ class tokens), NYU.
-# Target (DINOv2 paper, REFERENCE section 6): RMSE 0.417 (ViT-B 0.362, L 0.333, g 0.298).
+# Target (DINOv2 paper, docs/protocols.md section 6): RMSE 0.417 (ViT-B 0.362, L 0.333, g 0.298).
 # Released head: dinov2_vits14_nyu_linear4_head.pth.
 _base_ = [
     '../_base_/models/dino_linear_depth.py', '../_base_/datasets/nyu.py',

@@ -1,7 +1,7 @@
 # DINOv3 ViT-S/16, linear depth head on the last block WITH the final norm, no class token,
 # 256 linear bins over 0.001-10 m, SigLoss weight 1; 38.4k iterations, batch 16, AdamW 3e-4,
-# betas (0.9, 0.99), wd 1e-4, clip 35; flip-averaged full-image evaluation (REFERENCE section 4).
-# Target (DINOv3 model card, REFERENCE section 6): RMSE 0.403 (S+ 0.399, B 0.373, L 0.352,
+# betas (0.9, 0.99), wd 1e-4, clip 35; full-image test with flips (docs/protocols.md section 4.5).
+# Target (DINOv3 model card, docs/protocols.md section 6): RMSE 0.403 (S+ 0.399, B 0.373, L 0.352,
 # 7B 0.309). DINOv3's head is BatchNorm -> 1x1 conv on the token grid (no x4 feature
 # upsampling; the depth map is resized); its file calls the norm batchnorm_layer where
 # densedino says bn.

@@ -1,6 +1,6 @@
 # DINOv2 ViT-B/14, ADE20K linear protocol: frozen backbone, last block (final norm),
 # BatchNorm + 1x1 conv, crop 512, 40k iterations at batch 16, sliding-window test 512 / 341.
-# Reproduces: DINOv2 paper, ADE20K linear mIoU 47.3 (REFERENCE section 6).
+# Reproduces: DINOv2 paper, ADE20K linear mIoU 47.3 (docs/protocols.md section 6).
 # Weights: dinov2_vitb14_pretrain.pth from the DINOv2 release (pass its path below or with
 # --cfg-options model.backbone.checkpoint=PATH).
 _base_ = [

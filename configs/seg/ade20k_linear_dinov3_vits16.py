@@ -2,7 +2,7 @@
 # dropout(0.1) -> BatchNorm -> 1x1 conv, crop 512, 40k iterations at batch 16, AdamW lr 1e-3,
 # wd 1e-3, 1500 warm-up iterations then cosine; test: short side 512, sliding window 512 / 341,
 # no test-time augmentation.
-# Reproduces: DINOv3 model card, ADE20K linear mIoU 47.0 (REFERENCE section 6).
+# Reproduces: DINOv3 model card, ADE20K linear mIoU 47.0 (docs/protocols.md section 6).
 _base_ = [
     '../_base_/models/dino_linear_seg.py', '../_base_/datasets/ade20k_512.py',
     '../_base_/schedules/dinov3_40k.py', '../_base_/default_runtime.py'

@@ -1,6 +1,6 @@
 # DINOv2 ViT-S/14, Cityscapes linear protocol: frozen backbone, last block (final norm),
 # BatchNorm + 1x1 conv, crop 512 x 1024, 40k iterations at batch 16, sliding-window test.
-# Reproduces: the DINOv2 paper's Cityscapes linear column (not in REFERENCE section 6: check the
+# Target: the DINOv2 paper's Cityscapes linear column (not in docs/protocols.md section 6: check the
 # paper's segmentation table before quoting a target).
 _base_ = [
     '../_base_/models/dino_linear_seg.py', '../_base_/datasets/cityscapes_512x1024.py',

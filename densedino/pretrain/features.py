@@ -1,4 +1,4 @@
-"""Global (CLS) features of labelled image folders for the DINO k-NN protocol (REFERENCE 8).
+"""CLS features of labelled image folders for DINO k-NN (docs/protocols.md section 8.10).
 
 Each image is resized so its short side is ``resize`` pixels (aspect kept), centre-cropped to
 ``size`` x ``size`` (the standard k-NN eval transform, 256 -> 224), normalised with the

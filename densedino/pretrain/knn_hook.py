@@ -1,4 +1,4 @@
-"""k-NN monitoring of the teacher during pretraining (REFERENCE 8: teacher CLS, cosine, k=20)."""
+"""Teacher k-NN monitor in pretraining: CLS, cosine, k=20 (docs/protocols.md section 8.10)."""
 from __future__ import annotations
 
 import logging

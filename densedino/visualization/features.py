@@ -1,6 +1,6 @@
 """Seeing what a backbone computes: PCA colours, foreground masks, similarity and attention maps.
 
-Recipes (REFERENCE section 7):
+Recipes (docs/protocols.md section 7):
 
 - **PCA** (DINOv2 / DINOv3 practice): patch features of one layer (after the final norm) of one
   or several images, stacked and analysed *jointly*, so that a colour means the same thing in

@@ -1,4 +1,4 @@
-# KITTI, Eigen split (REFERENCE section 4): data/kitti holds input/ (RGB), gt_depth/ (uint16
+# KITTI, Eigen split (docs/protocols.md section 4): data/kitti holds input/ (RGB), gt_depth/ (uint16
 # metres * 256, 0 = no measurement) and kitti_eigen_{train,test}.txt (23,158 / 697 lines; the
 # 45 test lines without ground truth are skipped: 652 images evaluated). Train and test images
 # are KB-cropped to 352 x 1216; metrics on the Garg crop of that, 0.001 < gt < 80 m, averaged

@@ -1,4 +1,4 @@
-# NYU-Depth-v2 in the BTS / toolbox split-file layout (REFERENCE section 4): data/nyu holds the
+# NYU-Depth-v2, BTS / toolbox split-file layout (docs/protocols.md section 4.6): data/nyu holds the
 # scene folders and nyu_train.txt (24,231 lines) / nyu_test.txt (654 lines). Depth is uint16 mm.
 # Train: DINOv3's NYU recipe (fixed border crop, rotation 2.5 deg, flip, 416 x 544 crop,
 # brightness 0.75-1.25). Test: the full 480 x 640 image; metrics inside the Eigen crop,

@@ -1,4 +1,4 @@
-# Frozen DINO backbone + DINOv2's DPT depth head (REFERENCE section 4): four tapped blocks
+# Frozen DINO backbone + DINOv2's DPT depth head (docs/protocols.md section 4.2): four blocks
 # (class token read out by projection), reassembled at 1/4, 1/8, 1/16 and 1/32 of the input,
 # fused top-down, regressed to depth = relu(x) + min_depth. Blocks WITHOUT the final norm.
 norm_mean = [123.675, 116.28, 103.53]

@@ -1,4 +1,4 @@
-# Frozen DINO backbone + DINOv2's linear depth head (REFERENCE section 4): per tapped block the
+# Frozen DINO backbone + DINOv2's linear depth head (docs/protocols.md section 4.1): per block the
 # patch map and the class token broadcast over it, resize-concat, x4 bilinear upsample, 1x1 conv
 # to 256 depth bins spaced linearly over [min_depth, max_depth]; probabilities relu(l) + 0.1,
 # normalised. DINOv2's depth heads read the blocks WITHOUT the final norm.

@@ -1,8 +1,8 @@
-# Depth-head schedule: DINOv3's NYU linear recipe (REFERENCE section 4): 38.4k iterations,
+# Depth schedule: DINOv3's NYU linear recipe (docs/protocols.md section 4.5): 38.4k iterations,
 # batch 16 in total (2 per GPU on 8 GPUs here), AdamW lr 3e-4, betas (0.9, 0.99), weight decay
 # 1e-4, gradient clipping at 35. DINOv2 released no depth training configs; densedino uses this
 # recipe for its DINOv2 depth configs too. Warm-up length and the cosine decay are densedino's
-# choice (as in the segmentation schedules): REFERENCE does not state them.
+# choice (as in the segmentation schedules): the sources (docs/protocols.md section 4.5) omit them.
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=3e-4, betas=(0.9, 0.99), weight_decay=1e-4),

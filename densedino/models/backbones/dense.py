@@ -63,7 +63,7 @@ class DinoBackbone(BaseModule):
         arch: Preset name (``densedino.list_backbones()``).
         checkpoint: Backbone weights (any format ``create_backbone`` reads), or None.
         out_indices: Blocks (ConvNeXt: stages 0-3) to tap: indices or 'last' / 'four_last' /
-            'four_even' (REFERENCE section 2).
+            'four_even' (docs/protocols.md section 2).
         norm: Apply the final norm to each tapped block (DINOv2 segmentation: yes; DINOv2 depth:
             no).
         frozen: Freeze the backbone (no autograd, eval mode whatever the runner says).

@@ -1,4 +1,4 @@
-"""Hub names -> architecture options. One table for every DINO family (REFERENCE sections 1.1-1.4).
+"""Hub names -> architecture options. One table for every DINO family (docs/protocols.md section 1).
 
 ``PRESETS[name]`` holds the family and the constructor options; ``create_backbone`` builds them.
 """
