@@ -5,8 +5,9 @@ from typing import Dict, List, Tuple
 import pytest
 import torch
 
-from densedino.models.backbones.convnext import (CONVNEXT_PRESETS, ConvNeXt, convnext_config_from_hf,
-                                                 convnext_state_dict_from_hf, is_hf_convnext_state_dict)
+from densedino.models.backbones.convert import (convnext_config_from_hf, convnext_state_dict_from_hf,
+                                                is_hf_convnext_state_dict)
+from densedino.models.backbones.convnext import CONVNEXT_PRESETS, ConvNeXt
 
 TINY = dict(depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
 # docs/protocols.md section 1.5, in millions.

@@ -1,4 +1,4 @@
-"""Tests for densedino.datasets.synthetic: the procedural scene generator and its dataset writers."""
+"""Tests for densedino.datasets.synthetic (the procedural scene generator) and synthetic_writers."""
 import logging
 import sys
 from pathlib import Path
@@ -260,6 +260,6 @@ def test_write_kitti_layout_and_sparse_lidar(tmp_path):
 
 def test_progress_without_tqdm_logs(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, 'tqdm', None)  # makes `from tqdm import tqdm` raise ImportError
-    with caplog.at_level(logging.INFO, logger='densedino.datasets.synthetic'):
+    with caplog.at_level(logging.INFO, logger='densedino.progress'):
         write_nyu(tmp_path, num_train=2, num_test=0, config=SceneConfig(image_size=(32, 48)), progress=True)
     assert 'NYU train: 2/2' in caplog.text

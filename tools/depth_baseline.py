@@ -34,7 +34,7 @@ def _depth_maps(dataset_cfg, limit: int = 0):
     from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
 
-    from densedino.datasets.synthetic import progress_iter
+    from densedino.progress import progress_iter
     from densedino.registry import DATASETS, TRANSFORMS
     crops = [t for t in dataset_cfg.get('pipeline', []) if t['type'] in FIXED_CROPS]
     steps = ([dict(type='LoadImageFromFile')] if crops else []) + \

@@ -99,7 +99,7 @@ def read_images(paths: Sequence[str]) -> List[np.ndarray]:
 
 
 def _progress(items: Sequence, desc: str):
-    from densedino.datasets.synthetic import progress_iter
+    from densedino.progress import progress_iter
     return progress_iter(items, len(items), len(items) > 1, desc)
 
 

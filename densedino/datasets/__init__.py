@@ -33,10 +33,8 @@ from .synthetic import (
     SceneGenerator,
     SceneObject,
     SceneSample,
-    write_ade20k,
-    write_kitti,
-    write_nyu,
 )
+from .synthetic_writers import write_ade20k, write_kitti, write_nyu
 
 __all__ = [
     'KITTI_DEPTH_SCALE', 'NYU_DEPTH_SCALE', 'NYU_FOCAL', 'SYNTHETIC_CLASSES', 'SYNTHETIC_PALETTE',

@@ -37,10 +37,10 @@ from mmengine.dataset import BaseDataset
 from mmengine.registry import DefaultScope
 from PIL import Image, UnidentifiedImageError
 
+from ..progress import progress_iter
 from ..registry import DATASETS
 from .depth_transforms import LoadDepthAnnotation, check_depth_format
 from .seg import IGNORE_INDEX, DatasetError, LoadAnnotations, check_same_size
-from .synthetic import progress_iter
 
 logger = logging.getLogger(__name__)
 

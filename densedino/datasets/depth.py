@@ -299,7 +299,8 @@ class SyntheticDepthDataset(NYUDepthDataset):
                  num_train: int = 400, num_test: int = 100, seed: int = 0,
                  scene: dict | None = None, **kwargs) -> None:
         from .seg import ensure_generated
-        from .synthetic import SceneConfig, write_nyu
+        from .synthetic_config import SceneConfig
+        from .synthetic_writers import write_nyu
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         nyu_root = ensure_generated(

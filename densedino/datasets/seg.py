@@ -21,7 +21,8 @@ from mmseg.datasets import PascalVOCDataset as _MMSegVOC
 from mmseg.datasets.transforms import LoadAnnotations as _MMSegLoadAnnotations
 
 from ..registry import DATASETS, TRANSFORMS
-from .synthetic import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SceneConfig, write_ade20k
+from .synthetic_config import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SceneConfig
+from .synthetic_writers import write_ade20k
 
 logger = logging.getLogger(__name__)
 IGNORE_INDEX = 255

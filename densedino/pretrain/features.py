@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.seg import DatasetError
-from ..datasets.synthetic import progress_iter
 from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
 from ..ops import center_pad
+from ..progress import progress_iter
 from ..visualization.features import input_normalisation, prepare_image, read_image
 from .datasets import UnlabeledImageFolder
 from .knn import knn_accuracy

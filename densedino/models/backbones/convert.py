@@ -7,9 +7,10 @@ densedino's keys are the official torch-hub keys (``cls_token``, ``pos_embed``,
 """
 import math
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
+from torch import Tensor
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -30,7 +31,6 @@ def detect_format(sd: StateDict) -> str:
         'timm', 'official_training' (teacher/student weights with prefixes or block chunks),
         'official' (torch-hub files), or 'unknown'.
     """
-    from .convnext import is_hf_convnext_state_dict
     keys = list(sd)
     if is_hf_convnext_state_dict(sd):
         return 'hf_dinov3_convnext'
@@ -175,8 +175,115 @@ def from_hf_dinov3(sd: StateDict) -> StateDict:
     return _fuse_qkv(sd)
 
 
+# ------------------------------------------------------- Hugging Face ConvNeXt
+_HF_STEM_SUFFIX = 'stages.0.downsample_layers.0.weight'
+_HF_LAYER_RE = re.compile(r'(?:^|\.)stages\.\d+\.layers\.\d+\.depthwise_conv\.weight$')
+_HF_DOWNSAMPLE_RE = re.compile(r'stages\.(\d+)\.downsample_layers\.(\d+)\.(weight|bias)')
+_HF_BLOCK_RE = re.compile(
+    r'stages\.(\d+)\.layers\.(\d+)\.'
+    r'(?:(depthwise_conv|layer_norm|pointwise_conv1|pointwise_conv2)\.(weight|bias)|gamma)')
+_HF_TO_OFFICIAL_BLOCK = {'depthwise_conv': 'dwconv', 'layer_norm': 'norm',
+                         'pointwise_conv1': 'pwconv1', 'pointwise_conv2': 'pwconv2'}
+_HF_CONFIG_DEFAULTS = dict(depths=[3, 3, 9, 3], hidden_sizes=[96, 192, 384, 768], num_channels=3,
+                           layer_norm_eps=1e-6, layer_scale_init_value=1e-6, drop_path_rate=0.0,
+                           hidden_act='gelu')
+
+
+def is_hf_convnext_state_dict(sd: Mapping[str, Any]) -> bool:
+    """Whether ``sd`` holds Hugging Face ``DINOv3ConvNextModel`` weights.
+
+    Rule: some key ends in ``stages.0.downsample_layers.0.weight`` and some key matches
+    ``stages.{s}.layers.{j}.depthwise_conv.weight``, at any prefix ('' in saved files, ``model.`` in
+    memory, or an outer wrapper's). Official keys (``stages.{s}.{j}.dwconv``) and the older HF
+    ``ConvNextModel`` (``dwconv``, ``layer_scale_parameter``) do not match.
+    """
+    keys = list(sd.keys())
+    return any(k.endswith(_HF_STEM_SUFFIX) for k in keys) and any(_HF_LAYER_RE.search(k) for k in keys)
+
+
+def _hf_prefixes(sd: Mapping[str, Any]) -> Tuple[str, str]:
+    """Return (stages prefix, final layer_norm prefix) of an HF state dict."""
+    stage_prefixes = sorted({k[:-len(_HF_STEM_SUFFIX)] for k in sd if k.endswith(_HF_STEM_SUFFIX)})
+    if len(stage_prefixes) != 1:
+        raise ValueError(
+            f'expected one HF DINOv3 ConvNeXt encoder, found stage prefixes {stage_prefixes!r}')
+    prefix = stage_prefixes[0]
+    candidates = [prefix] + ([prefix[:-len('model.')]] if prefix.endswith('model.') else [])
+    for root in candidates:
+        if root + 'layer_norm.weight' in sd:
+            return prefix, root
+    raise ValueError(f'HF state dict has no final {candidates[-1]}layer_norm.weight '
+                     '(a DINOv3ConvNextBackbone checkpoint?); the official model needs the final norm')
+
+
+def _official_key(rest: str) -> Optional[str]:
+    """Map an HF key (encoder prefix removed) to its official name, or None if unknown."""
+    m = _HF_DOWNSAMPLE_RE.fullmatch(rest)
+    if m:
+        return f'downsample_layers.{m[1]}.{m[2]}.{m[3]}'
+    m = _HF_BLOCK_RE.fullmatch(rest)
+    if m:
+        tail = f'{_HF_TO_OFFICIAL_BLOCK[m[3]]}.{m[4]}' if m[3] else 'gamma'
+        return f'stages.{m[1]}.{m[2]}.{tail}'
+    return None
+
+
+def convnext_state_dict_from_hf(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """Convert Hugging Face ``DINOv3ConvNextModel`` weights to official ConvNeXt keys.
+
+    The final ``layer_norm.*`` is written as both ``norm.*`` and ``norms.3.*`` (the official file
+    holds both). HF holds no redundant tensors, so any key that is not mapped raises.
+
+    Args:
+        sd: HF state dict (saved-file layout ``stages.*`` or in-memory ``model.stages.*``, possibly
+            under one more outer prefix).
+
+    Returns:
+        Dict with official keys, loadable into :class:`.convnext.ConvNeXt` with ``strict=True``.
+
+    Raises:
+        ValueError: If ``sd`` is not an HF DINOv3 ConvNeXt state dict, lacks the final norm, or holds
+            a key that has no official counterpart.
+    """
+    if not is_hf_convnext_state_dict(sd):
+        raise ValueError(f'not an HF DINOv3ConvNextModel state dict; first keys: {list(sd)[:5]!r}')
+    prefix, root = _hf_prefixes(sd)
+    out: Dict[str, Tensor] = {}
+    for key, value in sd.items():
+        if key in (root + 'layer_norm.weight', root + 'layer_norm.bias'):
+            name = key.rsplit('.', 1)[1]
+            out[f'norm.{name}'] = value
+            out[f'norms.3.{name}'] = value
+            continue
+        new_key = _official_key(key[len(prefix):]) if key.startswith(prefix) else None
+        if new_key is None:
+            raise ValueError(f'HF ConvNeXt key {key!r} has no official counterpart')
+        out[new_key] = value
+    return out
+
+
+def convnext_config_from_hf(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """:class:`.convnext.ConvNeXt` constructor kwargs from an HF ``DINOv3ConvNextConfig`` dict (config.json).
+
+    Missing fields take the HF defaults; unrelated fields (``image_size``, ``out_features``, ...) are
+    ignored.
+
+    Raises:
+        ValueError: For another ``model_type`` or an activation other than GELU.
+    """
+    model_type = config.get('model_type', 'dinov3_convnext')
+    if model_type != 'dinov3_convnext':
+        raise ValueError(f"expected model_type 'dinov3_convnext', got {model_type!r}")
+    cfg = {**_HF_CONFIG_DEFAULTS, **{k: v for k, v in config.items() if v is not None}}
+    if cfg['hidden_act'] != 'gelu':
+        raise ValueError(f"only hidden_act 'gelu' is supported, got {cfg['hidden_act']!r}")
+    return dict(depths=list(cfg['depths']), dims=list(cfg['hidden_sizes']),
+                in_chans=cfg['num_channels'], drop_path_rate=float(cfg['drop_path_rate']),
+                layer_scale_init=float(cfg['layer_scale_init_value']),
+                norm_eps=float(cfg['layer_norm_eps']))
+
+
 def from_hf_convnext(sd: StateDict) -> StateDict:
-    from .convnext import convnext_state_dict_from_hf
     return convnext_state_dict_from_hf(sd)
 
 
