@@ -495,7 +495,12 @@ def test_dense_argument_errors():
 def test_public_api():
     assert densedino.create_backbone is create_backbone
     assert all(name in PRESETS for name in HUB_NAMES)
-    assert isinstance(_dense(), DinoBackbone)
+    bb = _dense()  # from the registry: the last block's normed patch tokens as a map
+    x = torch.randn(1, 3, 28, 42)
+    (feat,) = bb(x)
+    assert bb.out_channels == [32] and feat.map.shape == (1, 32, 2, 3)
+    ref = bb.model.get_intermediate_layers(x, n=1, reshape=True, norm=True)[0]
+    torch.testing.assert_close(feat.map, ref)
 
 
 def test_drop_path_uniform_or_linear_over_blocks():

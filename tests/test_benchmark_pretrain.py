@@ -4,9 +4,15 @@ import os
 import subprocess
 import sys
 
-import pytest
+import statistics
 
-from tools.benchmark_pretrain import markdown_rows, parse_args, variant_list, variant_ratios
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from tools.benchmark_pretrain import (PHASES, Bench, build_model, make_batch, markdown_rows,
+                                      parse_args, variant_list, variant_ratios)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, 'tools', 'benchmark_pretrain.py')
@@ -47,10 +53,19 @@ def test_json_report(runs):
     assert res['setup']['masked_patches'] > 0
     for r in res['variants'].values():
         assert r['images_per_s'] > 0 and r['iters'] == 2
-        assert r['latency_p90_ms'] >= r['latency_median_ms'] > 0
+        # of 2 timed iterations the median is their mean and the p90 the slower one
+        assert r['latency_median_ms'] == pytest.approx(1e3 * statistics.mean(r['times']))
+        assert r['latency_p90_ms'] == pytest.approx(1e3 * max(r['times']))
+        assert r['images_per_s'] == pytest.approx(2e3 / r['latency_median_ms'])
         assert 0 < r['mfu'] <= 1 and 0 < r['mfu_measured'] <= 1
-        assert r['peak_mem_mb'] is not None and r['peak_mem_mb'] >= 0
-        assert sum(r['split'].values()) == pytest.approx(1.0)
+        assert r['peak_mem_mb'] is not None  # measured here; --no-memory gives None
+        # every measured phase ran and took time, and together they fit in the iteration
+        assert list(r['split_ms']) == list(PHASES)
+        assert all(r['split_ms'][p] > 0 for p in PHASES if p != 'rest')
+        assert r['split_ms']['rest'] >= 0
+        assert sum(r['split_ms'].values()) == pytest.approx(r['latency_median_ms'])
+        for p in PHASES:
+            assert r['split'][p] == pytest.approx(r['split_ms'][p] / r['latency_median_ms'])
         assert {'dino', 'ibot', 'koleo'} <= set(r['losses'])
     (name, ratio), = res['ratios'].items()
     assert name == 'sdpa fp32 / math fp32' and ratio['ratio'] > 0 and ratio['setting'] == 'attention'
@@ -59,6 +74,46 @@ def test_json_report(runs):
     assert split['backward'] > split['student_forward']  # about 2x the student forward
     assert 'sdpa fp32 / math fp32' in res['stdout']
     assert markdown_rows(runs['paths']).count('| dinov2_vits14 |') == 3
+    assert runs[4]['variants']['sdpa fp32']['peak_mem_mb'] is None  # --no-memory
+
+
+def test_flops_match_an_independent_count(runs):
+    """FlopCounterMode around one plain train_step of the same model and batch (math attention)."""
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+    args = parse_args([*TINY, '--batch', '2'])
+    model = build_model(args, torch.device('cpu'))
+    batch = make_batch(args, model.student['backbone'].patch_size, torch.device('cpu'))
+    params = [p for p in model.parameters() if p.requires_grad]
+    wrapper = OptimWrapper(torch.optim.AdamW(params, lr=1e-4), clip_grad=dict(max_norm=3.0))
+    hub = MessageHub.get_current_instance()
+    hub.update_info('max_iters', args.schedule_iters)
+    hub.update_info('iter', 0)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model.train_step(batch, wrapper)
+    flops = runs[2]['flops']
+    assert flops['per_iteration'] == counter.get_total_flops()
+    assert flops['per_image'] == counter.get_total_flops() / 2
+    split = flops['split']
+    assert split['rest'] == 0  # EMA, centres and the optimiser step have no matmuls
+    assert sum(split[p] for p in PHASES) == flops['per_iteration']
+
+
+def test_peak_memory_sees_a_large_allocation():
+    """The extra memory iteration reports at least what it allocated (64 MiB, then freed)."""
+    import time
+    args = parse_args([*TINY, '--batch', '2', '--attention', 'sdpa'])
+    bench = Bench(args, torch.device('cpu'))
+    size = 64 * 2 ** 20
+
+    def iteration(variant):
+        x = torch.ones(size // 4)  # touches every page
+        time.sleep(0.05)  # several samples while it is alive
+        return float(x[-1])
+
+    bench.iteration = iteration
+    peak = bench.memory()['sdpa fp32']
+    assert size * 0.95 <= peak < 3 * size
 
 
 def test_flops_scale_with_batch(runs):

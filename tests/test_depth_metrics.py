@@ -15,7 +15,6 @@ import densedino.evaluation.depth_metric as depth_metric_module
 from densedino.evaluation import (
     DEPTH_CROPS,
     DEPTH_METRIC_KEYS,
-    DenseDepthMetric,
     crop_mask,
     depth_metrics,
 )
@@ -226,7 +225,11 @@ def test_metric_averages_per_image_and_skips_images_without_gt(monkeypatch):
     logged = []
     monkeypatch.setattr(depth_metric_module, 'print_log', lambda msg, **kw: logged.append(msg))
     metric = _build()
-    assert isinstance(metric, DenseDepthMetric)
+    metric.process({}, [_sample(PERFECT, PERFECT, 'alone.png')])
+    alone = metric.evaluate(1)  # a perfect prediction: every threshold met, no error
+    assert alone['d1'] == 1.0 and alone['abs_rel'] == 0.0 and alone['rmse'] == 0.0
+    assert metric.results == [] and len(logged) == 2
+    logged.clear()
     metric.process({}, [_sample(*s) for s in SAMPLES])
     assert repr(pickle.loads(pickle.dumps(metric.results))) == repr(metric.results)
     assert all(type(v) in (float, int) for r in metric.results for v in r.values())

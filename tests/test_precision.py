@@ -94,7 +94,12 @@ def test_benchmark_script_end_to_end(tmp_path):
     res = json.loads(out.read_text())
     for side in ('densedino', 'hf'):
         assert res[side]['images_per_s'] > 0 and res[side]['iters'] == 2
-        assert res[side]['latency_p90_ms'] >= res[side]['latency_median_ms'] > 0
+        # batch 1: one image per median latency, the model's FLOPs per median latency
+        med_s = res[side]['latency_median_ms'] / 1e3
+        assert res[side]['images_per_s'] == pytest.approx(1 / med_s)
+        assert res[side]['gflops'] == pytest.approx(res['gflop_per_forward'] / med_s)
+        # --dtype bf16 really ran in bf16: close to the fp32 reference, but not equal to it
+        assert res['vs_fp32'][side]['max_abs'] > 0
     assert res['ratio'] > 0 and res['gflop_per_forward'] > 0
     assert res['roofline']['roofline_gflops'] > 0
     assert res['diff_vs_hf']['max_abs'] < 0.1
