@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from ..datasets.seg import DatasetError
 from ..registry import DATASETS
-from ..visualization.features import read_image
+from ..images import read_image
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from ..datasets.seg import DatasetError
 from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
 from ..ops import center_pad
 from ..progress import progress_iter
-from ..visualization.features import input_normalisation, prepare_image, read_image
+from ..images import input_normalisation, prepare_image, read_image
 from .datasets import UnlabeledImageFolder
 from .knn import knn_accuracy
 
@@ -33,7 +33,7 @@ def knn_transform(image: np.ndarray, *, size: int = 224, resize: int = 256,
     """Resize the short side to ``resize``, centre-crop ``size`` x ``size``, normalise.
 
     Resizing is OpenCV's (area when shrinking, bicubic when enlarging), as in the feature
-    visualisations (:func:`densedino.visualization.prepare_image`).
+    visualisations (:func:`densedino.images.prepare_image`).
 
     Args:
         image: (H, W, 3) uint8 RGB.
