@@ -10,5 +10,6 @@ from .datasets import UnlabeledImageFolder, sample_seed  # noqa: F401
 from .features import extract_cls_features, knn_eval_folders, knn_transform  # noqa: F401
 from .knn_hook import KNNMonitorHook, find_backbone  # noqa: F401
 from .datasets import SyntheticUnlabeledImages  # noqa: F401
-from .distributed import FSDPCheckpointHook, SSLDistributedWrapper, average_gradients  # noqa: F401
+from .collectives import average_gradients  # noqa: F401
+from .distributed import FSDPCheckpointHook, SSLDistributedWrapper  # noqa: F401
 from .ssl_model import DinoSSLModel, MultiCropDataPreprocessor, export_teacher_backbone  # noqa: F401,E501

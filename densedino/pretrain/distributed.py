@@ -3,7 +3,7 @@
 :class:`~.ssl_model.DinoSSLModel` runs its own train step (teacher targets, EMA, centres around
 the student's backward), so it is not wrapped by DDP: its configs set
 ``model_wrapper_cfg = dict(type='SSLDistributedWrapper')`` and the model averages the student's
-gradients with :func:`average_gradients` after backward.
+gradients with :func:`~.collectives.average_gradients` after backward.
 
 For models too large to replicate, ``SSLDistributedWrapper(fsdp=...)`` shards the networks with
 PyTorch's FSDP2 (``torch.distributed.fsdp.fully_shard``) instead, and
@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..engine.hooks import SafeCheckpointHook
 from ..registry import HOOKS
+from .collectives import dist_ready, rank_and_world
 
 #: Options of ``SSLDistributedWrapper(fsdp=dict(...))`` and their defaults.
 FSDP_DEFAULTS = dict(reshard_after_forward=True, mixed_precision=None)
@@ -32,49 +33,6 @@ MIXED_PRECISIONS = {None: None, 'bf16': torch.bfloat16}
 SHARDED_NETWORKS = ('student', 'teacher', 'student_ema', 'gram_teacher')
 #: Backbone methods besides ``forward`` that run the backbone's own parameters.
 FORWARD_METHODS = ('forward_features', 'get_intermediate_layers')
-
-
-def dist_ready() -> bool:
-    """True when a ``torch.distributed`` process group is initialised."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def all_reduce_(x: Tensor, op: str = 'sum') -> Tensor:
-    """In-place all-reduce (``op`` 'sum' or 'max') when distributed; the identity otherwise."""
-    if op not in ('sum', 'max'):
-        raise ValueError(f"op must be 'sum' or 'max', got {op!r}")
-    if dist_ready():
-        dist.all_reduce(x, op=dist.ReduceOp.SUM if op == 'sum' else dist.ReduceOp.MAX)
-    return x
-
-
-def rank_and_world() -> tuple:
-    """(rank, world size) of the default process group; (0, 1) without one."""
-    if dist_ready():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def average_gradients(module: nn.Module) -> None:
-    """Average the student's gradients over the processes (no-op in a single process).
-
-    ``DinoSSLModel.train_step`` runs the student itself (teacher targets, EMA and centres
-    around it), so it is wrapped by :class:`SSLDistributedWrapper`, not DDP, and synchronises
-    gradients here, after backward and before clipping and the step.
-    """
-    _, world = rank_and_world()
-    if world == 1:
-        return
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 def parse_fsdp_options(fsdp: Union[bool, dict, None]) -> Optional[dict]:
@@ -172,7 +130,7 @@ class SSLDistributedWrapper(nn.Module):
     buffers, so all start equal.
 
     Without ``fsdp`` every rank holds the whole model and the model averages the student's
-    gradients itself (:func:`average_gradients`). With ``fsdp`` the networks are sharded with
+    gradients itself (:func:`~.collectives.average_gradients`). With ``fsdp`` the networks are sharded with
     FSDP2 at the first :meth:`train_step` (or an explicit :meth:`shard`): each transformer
     block of every backbone, then each backbone (its embeddings and norms) and each head, are
     ``fully_shard`` units, identically for the student and its EMA (the teacher), so the EMA

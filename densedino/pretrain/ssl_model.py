@@ -54,7 +54,7 @@ from ..models.backbones import create_backbone
 from ..models.backbones.checkpoint import CheckpointError, describe_mismatch, load_into, read_file
 from ..models.backbones.convert import fit_to_model, from_official_training
 from ..registry import MODELS
-from .distributed import average_gradients, rank_and_world
+from .collectives import average_gradients, rank_and_world
 from .heads import DINOHead
 from .losses import DINOLoss, GramLoss, KoLeoLoss, downsample_gram_teacher_features, iBOTPatchLoss
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..distributed import all_reduce_
+from ..collectives import all_reduce_
 
 NORMALIZATIONS = ('dinov2', 'pairs')
 
