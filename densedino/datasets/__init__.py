@@ -20,12 +20,12 @@ from .resize import ResizeShortSideToMultiple
 from .seg import (
     ADE20KDataset,
     CityscapesDataset,
-    DatasetError,
     LoadAnnotations,
     PascalVOCDataset,
     SyntheticSegDataset,
-    ensure_synthetic_ade20k,
 )
+from .errors import DatasetError
+from .synthetic_writers import ensure_synthetic_ade20k
 from .synthetic import (
     SYNTHETIC_CLASSES,
     SYNTHETIC_PALETTE,

@@ -40,7 +40,8 @@ from PIL import Image, UnidentifiedImageError
 from ..progress import progress_iter
 from ..registry import DATASETS
 from .depth_transforms import LoadDepthAnnotation, check_depth_format
-from .seg import IGNORE_INDEX, DatasetError, LoadAnnotations, check_same_size
+from .errors import DatasetError
+from .seg import IGNORE_INDEX, LoadAnnotations, check_same_size
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from mmengine import fileio
 from mmseg.datasets import BaseSegDataset
 
 from ..registry import DATASETS
-from .seg import DatasetError
+from .errors import DatasetError
 
 logger = logging.getLogger(__name__)
 
@@ -298,7 +298,7 @@ class SyntheticDepthDataset(NYUDepthDataset):
     def __init__(self, data_root: str = 'data/synthetic', *, split: str = 'train',
                  num_train: int = 400, num_test: int = 100, seed: int = 0,
                  scene: dict | None = None, **kwargs) -> None:
-        from .seg import ensure_generated
+        from .synthetic_writers import ensure_generated
         from .synthetic_config import SceneConfig
         from .synthetic_writers import write_nyu
         if split not in ('train', 'test'):

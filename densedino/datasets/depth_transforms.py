@@ -17,7 +17,8 @@ from mmcv.transforms import BaseTransform
 from mmengine import fileio
 
 from ..registry import TRANSFORMS
-from .seg import DatasetError, check_same_size
+from .errors import DatasetError
+from .seg import check_same_size
 
 DEPTH_KEY = 'gt_depth_map'
 NYU_SHAPE = (480, 640)

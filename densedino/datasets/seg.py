@@ -7,11 +7,8 @@ an unreadable image or label, a label of another size than its image, a label va
 class range (shown as stored in the file).
 """
 import logging
-import os
 import os.path as osp
-import shutil
-import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmseg.datasets import ADE20KDataset as _MMSegADE20K
@@ -21,15 +18,12 @@ from mmseg.datasets import PascalVOCDataset as _MMSegVOC
 from mmseg.datasets.transforms import LoadAnnotations as _MMSegLoadAnnotations
 
 from ..registry import DATASETS, TRANSFORMS
-from .synthetic_config import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE, SceneConfig
-from .synthetic_writers import write_ade20k
+from .synthetic_config import SYNTHETIC_CLASSES, SYNTHETIC_PALETTE
+from .errors import DatasetError
+from .synthetic_writers import ensure_synthetic_ade20k
 
 logger = logging.getLogger(__name__)
 IGNORE_INDEX = 255
-
-
-class DatasetError(ValueError):
-    """A dataset folder or file that cannot be used; the message names it."""
 
 
 def check_same_size(what: str, path: str, shape: Sequence[int], img_path: Optional[str],
@@ -193,47 +187,3 @@ class SyntheticSegDataset(CheckedSegDatasetMixin, BaseSegDataset):
                          reduce_zero_label=True,
                          data_prefix=dict(img_path=f'images/{split}',
                                           seg_map_path=f'annotations/{split}'), **kwargs)
-
-
-def ensure_synthetic_ade20k(data_root: str, *, num_train: int, num_val: int, seed: int = 0,
-                            scene: Optional[dict] = None) -> str:
-    """Generate the synthetic ADE20K-layout folder once; concurrent callers are safe.
-
-    Returns:
-        ``data_root/ADEChallengeData2016``.
-    """
-    target = osp.join(data_root, 'ADEChallengeData2016')
-    return ensure_generated(
-        target, lambda tmp: write_ade20k(tmp, num_train=num_train, num_val=num_val,
-                                         config=SceneConfig(**(scene or {})), seed=seed,
-                                         progress=True),
-        f'{num_train} + {num_val} synthetic scenes')
-
-
-def ensure_generated(target: str, write: Callable[[str], str], what: str) -> str:
-    """Write a generated dataset folder once, atomically; concurrent callers are safe.
-
-    Args:
-        target: The finished folder. It counts as done when it holds a ``.complete`` marker.
-        write: Writes the dataset under a temporary folder (its argument, a sibling of
-            ``target``) and returns the folder that becomes ``target``.
-        what: Description for the log line.
-
-    Returns:
-        ``target``.
-    """
-    if osp.isfile(osp.join(target, '.complete')):
-        return target
-    parent = osp.dirname(osp.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.synthetic-', dir=parent)
-    logger.info('writing %s to %s', what, target)
-    written = write(tmp)
-    open(osp.join(written, '.complete'), 'w').close()
-    try:
-        os.rename(written, target)  # atomic; another process may have won the race
-    except OSError:
-        if not osp.isfile(osp.join(target, '.complete')):
-            raise
-    shutil.rmtree(tmp, ignore_errors=True)
-    return target

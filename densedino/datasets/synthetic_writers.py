@@ -5,9 +5,13 @@ images, labels and split files that the real datasets' loaders expect.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
-from typing import Iterator
+import os.path as osp
+import shutil
+import tempfile
+from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -15,6 +19,8 @@ import numpy as np
 from ..progress import progress_iter
 from .synthetic import SceneGenerator
 from .synthetic_config import SceneConfig, SceneSample
+
+logger = logging.getLogger(__name__)
 
 
 def _check_count(name: str, value: int) -> None:
@@ -219,3 +225,47 @@ def write_kitti(root: str | os.PathLike, *, num_train: int, num_test: int, confi
 
 
 __all__ = ['write_ade20k', 'write_nyu', 'write_kitti']
+
+
+def ensure_synthetic_ade20k(data_root: str, *, num_train: int, num_val: int, seed: int = 0,
+                            scene: Optional[dict] = None) -> str:
+    """Generate the synthetic ADE20K-layout folder once; concurrent callers are safe.
+
+    Returns:
+        ``data_root/ADEChallengeData2016``.
+    """
+    target = osp.join(data_root, 'ADEChallengeData2016')
+    return ensure_generated(
+        target, lambda tmp: write_ade20k(tmp, num_train=num_train, num_val=num_val,
+                                         config=SceneConfig(**(scene or {})), seed=seed,
+                                         progress=True),
+        f'{num_train} + {num_val} synthetic scenes')
+
+
+def ensure_generated(target: str, write: Callable[[str], str], what: str) -> str:
+    """Write a generated dataset folder once, atomically; concurrent callers are safe.
+
+    Args:
+        target: The finished folder. It counts as done when it holds a ``.complete`` marker.
+        write: Writes the dataset under a temporary folder (its argument, a sibling of
+            ``target``) and returns the folder that becomes ``target``.
+        what: Description for the log line.
+
+    Returns:
+        ``target``.
+    """
+    if osp.isfile(osp.join(target, '.complete')):
+        return target
+    parent = osp.dirname(osp.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.synthetic-', dir=parent)
+    logger.info('writing %s to %s', what, target)
+    written = write(tmp)
+    open(osp.join(written, '.complete'), 'w').close()
+    try:
+        os.rename(written, target)  # atomic; another process may have won the race
+    except OSError:
+        if not osp.isfile(osp.join(target, '.complete')):
+            raise
+    shutil.rmtree(tmp, ignore_errors=True)
+    return target

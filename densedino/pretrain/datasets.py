@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..datasets.seg import DatasetError
+from ..datasets.errors import DatasetError
 from ..registry import DATASETS
 from ..images import read_image
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..datasets.seg import DatasetError
+from ..datasets.errors import DatasetError
 from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
 from ..ops import center_pad
 from ..progress import progress_iter
