@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 from densedino import create_backbone
 from densedino.models.backbones.checkpoint import CheckpointError
 from densedino.pretrain import collate_multicrop, export_teacher_backbone
-from densedino.pretrain.ssl_model import gram_weight
+from densedino.pretrain.schedules import gram_weight
 from densedino.registry import MODELS
 
 from .test_pretrain_model import HEAD, TINY, _batch, _cfg, _losses, _model_cfg, _standalone

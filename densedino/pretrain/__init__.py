@@ -12,4 +12,5 @@ from .knn_hook import KNNMonitorHook, find_backbone  # noqa: F401
 from .datasets import SyntheticUnlabeledImages  # noqa: F401
 from .collectives import average_gradients  # noqa: F401
 from .distributed import FSDPCheckpointHook, SSLDistributedWrapper  # noqa: F401
-from .ssl_model import DinoSSLModel, MultiCropDataPreprocessor, export_teacher_backbone  # noqa: F401,E501
+from .checkpoints import export_teacher_backbone  # noqa: F401
+from .ssl_model import DinoSSLModel, MultiCropDataPreprocessor  # noqa: F401
