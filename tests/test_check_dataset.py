@@ -18,7 +18,7 @@ from mmengine.registry import DefaultScope
 
 import densedino  # noqa: F401
 from densedino.datasets import SYNTHETIC_CLASSES, DatasetError
-from densedino.datasets import check as check_module
+from densedino.datasets import file_headers
 from densedino.datasets.check import check_config, startup_check
 from densedino.datasets.seg import label_lookup
 from densedino.evaluation import DenseDepthMetric
@@ -155,7 +155,7 @@ def test_quick_check_decodes_no_pixels(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError('quick mode decoded pixels')
     monkeypatch.setattr('PIL.ImageFile.ImageFile.load', refuse)
-    monkeypatch.setattr(check_module.cv2, 'imread', refuse)
+    monkeypatch.setattr(file_headers.cv2, 'imread', refuse)
     report = check_config(_config(ADE_CONFIG, root), full=False, progress=False)
     assert report.ok, report.problem_lines()
     assert report.summary().endswith('(quick check): train 2, val 1 samples, 150 classes: no problems')

@@ -6,7 +6,7 @@ Files are read without running pickled code; every refusal is one line naming th
 export is written atomically (a killed export leaves no half-written file).
 """
 import os
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -129,3 +129,18 @@ def export_teacher_backbone(source: Union[nn.Module, str, os.PathLike, dict],
         os.makedirs(out_dir, exist_ok=True)
     write_atomic(os.fspath(out_path), lambda tmp: torch.save(state, tmp))
     return state
+
+
+def drop_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                        local_metadata: Any) -> None:
+    """State-dict hook of a distilling model: the frozen teacher comes from its own file, so
+    checkpoints leave it out."""
+    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
+        del state_dict[key]
+
+
+def fill_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                        *args: Any) -> None:
+    """Loading a distillation checkpoint (no ``teacher.*``): keep the loaded frozen teacher."""
+    for key, value in module.teacher.state_dict().items():
+        state_dict.setdefault(f'{prefix}teacher.{key}', value)

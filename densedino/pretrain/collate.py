@@ -9,8 +9,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from mmengine.model import BaseDataPreprocessor
 from mmengine.registry import FUNCTIONS
 
+from ..registry import MODELS
 from .losses import masked_patch_weights
 from .masking import MaskingGenerator, sample_masks
 
@@ -100,3 +102,13 @@ def collate_multicrop(samples: Sequence[dict],
         batch['masks_weight'] = masked_patch_weights(masks)
         batch['n_masked_patches'] = torch.tensor([len(batch['mask_indices'])], dtype=torch.long)
     return batch
+
+
+@MODELS.register_module()
+class MultiCropDataPreprocessor(BaseDataPreprocessor):
+    """Moves a :func:`~.collate.collate_multicrop` batch to the model's device (crops are already
+    normalised by :class:`~.augment.MultiCropAugmentation`)."""
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        """Return ``data`` with every tensor on the model's device."""
+        return self.cast_data(data)

@@ -16,17 +16,10 @@ only the global crops. One :meth:`DinoSSLModel.train_step`:
 5. EMA teacher update with a cosine momentum schedule (``base -> 1`` over ``max_iters``), then the
    centres are updated with this step's teacher logits.
 
-Two options extend the recipe:
-
-* Gram anchoring (DINOv3): from ``gram_start_iter`` a frozen *Gram teacher* backbone (a snapshot
-  of the EMA teacher taken then and refreshed every ``gram_update_interval`` iterations, or a
-  given checkpoint) sees the ``gram_crops`` (2x resolution when the augmentation makes them,
-  else the global crops); the MSE between its patch Gram matrices (bicubically resampled to the
-  student's grid; per crop, or over the batch with ``gram_batch``) and the student's is added
-  with a weight ramped linearly to ``gram_loss_weight`` over ``gram_warmup_iters``.
-* Distillation (DINOv2): ``distill_teacher`` names a frozen pretrained model (backbone + heads
-  from a pretraining checkpoint) that gives the targets; the EMA of the student is kept as
-  ``student_ema`` and is what gets exported.
+Two options extend the recipe (docs/pretraining.md, "Gram anchoring" and "Distillation"): a
+frozen *Gram teacher* whose patch Gram matrices anchor the student's from ``gram_start_iter``
+(DINOv3), and a frozen pretrained ``distill_teacher`` that gives the targets while the student's
+EMA (``student_ema``) is what gets exported (DINOv2).
 
 The iteration and the number of iterations come from mmengine's ``MessageHub`` (``iter``,
 ``max_iters``), so schedules continue exactly after a resume; the centres are buffers and the
@@ -44,30 +37,22 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
 from mmengine.logging import MessageHub
-from mmengine.model import BaseDataPreprocessor, BaseModel
+from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
 from torch import Tensor, nn
 
 from ..engine.nonfinite import NonFiniteGuard
 from ..models.backbones import create_backbone
 from ..registry import MODELS
-from .checkpoints import load_backbone_weights, load_ssl_networks
+from .checkpoints import (drop_teacher_state, fill_teacher_state, load_backbone_weights,
+                          load_ssl_networks)
+from .collate import MultiCropDataPreprocessor
 from .collectives import average_gradients, rank_and_world
 from .schedules import cosine_momentum, gram_weight, warmup_teacher_temp
 from .heads import DINOHead
 from .losses import DINOLoss, GramLoss, KoLeoLoss, downsample_gram_teacher_features, iBOTPatchLoss
 
 CENTERINGS = ('softmax', 'sinkhorn')
-
-
-@MODELS.register_module()
-class MultiCropDataPreprocessor(BaseDataPreprocessor):
-    """Moves a :func:`~.collate.collate_multicrop` batch to the model's device (crops are already
-    normalised by :class:`~.augment.MultiCropAugmentation`)."""
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        """Return ``data`` with every tensor on the model's device."""
-        return self.cast_data(data)
 
 
 @torch.no_grad()
@@ -187,8 +172,8 @@ class DinoSSLModel(BaseModel):
             self.student_ema = _frozen(ema)
             self.teacher = _frozen(self._build_distill_teacher(distill_teacher, head, ibot_head))
             # the frozen teacher is read from its own file: keep it out of every checkpoint
-            self._register_state_dict_hook(_drop_teacher_state)
-            self._register_load_state_dict_pre_hook(_fill_teacher_state, with_module=True)
+            self._register_state_dict_hook(drop_teacher_state)
+            self._register_load_state_dict_pre_hook(fill_teacher_state, with_module=True)
         head_dim = self.student['dino_head'].last_layer.weight.shape[0]
         ibot_dim = self._ibot_head(self.student).last_layer.weight.shape[0]
         if gram_loss_weight > 0:
@@ -454,19 +439,6 @@ class DinoSSLModel(BaseModel):
         raise NotImplementedError('DinoSSLModel has no validation step; use k-NN monitoring')
 
     test_step = val_step
-
-
-def _drop_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
-                        local_metadata: Any) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix + 'teacher.')]:
-        del state_dict[key]
-
-
-def _fill_teacher_state(module: nn.Module, state_dict: Dict[str, Any], prefix: str,
-                        *args: Any) -> None:
-    """Loading a distillation checkpoint (no ``teacher.*``): keep the loaded frozen teacher."""
-    for key, value in module.teacher.state_dict().items():
-        state_dict.setdefault(f'{prefix}teacher.{key}', value)
 
 
 def _frozen(module: nn.Module) -> nn.Module:
