@@ -428,3 +428,18 @@ def test_ctrl_c_during_a_save_finishes_the_checkpoint_first(roots, tmp_path):
     assert checkpoint_files(tmp_path) == ['iter_2.pth', 'iter_4.pth']
     assert osp.basename(latest_checkpoint(str(tmp_path))) == 'iter_4.pth'
     assert all_finite(tmp_path / 'iter_4.pth')
+
+
+def test_resume_attaches_the_guard_once(roots, tmp_path):
+    """mmengine's resume builds the optimiser wrapper again: the guard keeps its skip count and
+    the model's parse_losses is wrapped once."""
+    build_runner(make_cfg('seg', roots, tmp_path, iters=2)).train()
+    cfg = make_cfg('seg', roots, tmp_path, iters=4)
+    cfg.resume = True
+    runner = build_runner(cfg)
+    runner.train()
+    guard = runner.optim_wrapper.nonfinite_guard
+    assert runner.build_optim_wrapper(runner.optim_wrapper).nonfinite_guard is guard
+    parse = runner.model.parse_losses
+    assert parse.__closure__ is not None and not any(
+        getattr(c.cell_contents, '__name__', '') == 'parse_and_keep' for c in parse.__closure__)

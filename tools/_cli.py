@@ -28,7 +28,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def rank() -> int:
     """This process's rank in a multi-process run (0 otherwise), from the launcher's variables."""
-    return int(os.environ.get('RANK', 0))
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK'):  # torchrun, slurm, mpi
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
 
 
 def note(message: str) -> None:

@@ -34,8 +34,7 @@ from mmengine.logging import MessageHub
 from torch import Tensor
 
 from ..registry import HOOKS
-from .files import (LAST_CHECKPOINT, commit, deferred_interrupt, temporary_name,
-                    write_text_atomic)
+from .files import LAST_CHECKPOINT, atomic_path, deferred_interrupt, write_text_atomic
 from .nonfinite import NonFiniteError, last_good_checkpoint, nonfinite_tensors
 from .runner import DensedinoRunner
 
@@ -133,24 +132,20 @@ class SafeCheckpointHook(CheckpointHook):
         self.keep_ckpt_ids = keep
 
     def _save_file(self, runner, filename: str, meta: dict) -> None:
-        """Write through ``runner.save_checkpoint`` under a temporary name, then move it."""
+        """Write through ``runner.save_checkpoint``: densedino's runner writes atomically itself;
+        under another runner the main process writes a temporary file that is then moved."""
         final = self.file_backend.join_path(self.out_dir, filename)
-        local = _is_local(final) and not isinstance(runner, DensedinoRunner)
-        target = temporary_name(final) if local else final
+        kwargs = dict(save_optimizer=self.save_optimizer,
+                      save_param_scheduler=self.save_param_scheduler, meta=meta,
+                      by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
         self._saving = final
         try:
-            runner.save_checkpoint(
-                self.out_dir, osp.basename(target) if local else filename,
-                self.file_client_args, save_optimizer=self.save_optimizer,
-                save_param_scheduler=self.save_param_scheduler, meta=meta,
-                by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
-            if local and is_main_process():
-                commit(target, final)
-        except BaseException:
-            if local:
-                with contextlib.suppress(OSError):
-                    os.remove(target)
-            raise
+            if _is_local(final) and is_main_process() and not isinstance(runner, DensedinoRunner):
+                with atomic_path(final) as tmp:
+                    runner.save_checkpoint(self.out_dir, osp.basename(tmp),
+                                           self.file_client_args, **kwargs)
+            else:
+                runner.save_checkpoint(self.out_dir, filename, self.file_client_args, **kwargs)
         finally:
             self._saving = None
 

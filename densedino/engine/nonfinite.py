@@ -216,11 +216,15 @@ def attach_guard(model: torch.nn.Module, optim_wrapper: OptimWrapper,
 def nonfinite_tensors(tensors: Iterable[Tuple[str, Tensor]]) -> Tuple[List[str], int]:
     """Names of the floating-point tensors holding ``nan``/``inf``, and how many were checked.
 
-    One synchronisation for all tensors (they are reduced on their devices first).
+    The flags are reduced on each tensor's device and read with one transfer per device.
     """
     named = [(k, v) for k, v in tensors if torch.is_tensor(v) and v.is_floating_point()
              and v.numel()]
-    if not named:
-        return [], 0
-    flags = torch.stack([torch.isfinite(v).all().cpu() for _, v in named]).tolist()
-    return [k for (k, _), ok in zip(named, flags) if not ok], len(named)
+    by_device: Dict[torch.device, List[Tuple[str, Tensor]]] = {}
+    for k, v in named:
+        by_device.setdefault(v.device, []).append((k, v))
+    bad: List[str] = []
+    for items in by_device.values():
+        flags = torch.stack([torch.isfinite(v).all() for _, v in items]).tolist()
+        bad += [k for (k, _), ok in zip(items, flags) if not ok]
+    return bad, len(named)

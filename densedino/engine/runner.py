@@ -13,25 +13,23 @@ promises added; ``tools/train.py`` and ``tools/test.py`` build it with :func:`bu
   another architecture with one line (:mod:`.checkpoint`); config key ``load_strict = False``
   allows a deliberate partial load;
 * ``last_checkpoint`` is resolved relative to the work dir (:func:`~.files.latest_checkpoint`);
-* before training, the datasets are checked (config key ``check_data``: ``'quick'``, the
+* before training, rank 0 checks the datasets (config key ``check_data``: ``'quick'``, the
   default, reads file headers only; ``'full'`` decodes every file; ``'off'``).
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config
-from mmengine.dist import master_only
+from mmengine.dist import broadcast_object_list, get_rank, is_distributed, master_only
 from mmengine.hooks import CheckpointHook
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
 from ..registry import RUNNERS
 from .checkpoint import load_model_checkpoint, read_model_checkpoint, unwrap_model
-from .files import commit, latest_checkpoint, temporary_name
+from .files import atomic_path, latest_checkpoint
 from .nonfinite import NonFiniteGuard, attach_guard
 
 CHECK_DATA_MODES = ('quick', 'full', 'off')
@@ -56,7 +54,8 @@ class DensedinoRunner(Runner):
 
     def build_optim_wrapper(self, optim_wrapper):
         wrapper = super().build_optim_wrapper(optim_wrapper)
-        if isinstance(wrapper, OptimWrapper):
+        # resume() calls this again with the built wrapper: attach the guard once
+        if isinstance(wrapper, OptimWrapper) and getattr(wrapper, 'nonfinite_guard', None) is None:
             options = dict(self.cfg.get('nonfinite_guard') or {})
             unknown = set(options) - {'max_skips'}
             if unknown:
@@ -71,9 +70,25 @@ class DensedinoRunner(Runner):
         if mode not in CHECK_DATA_MODES:
             raise ValueError(f'check_data must be one of {CHECK_DATA_MODES}, got {mode!r}')
         if mode != 'off':
-            from ..datasets.check import startup_check
-            startup_check(self.cfg, full=mode == 'full')
+            self._check_data(full=mode == 'full')
         return super().train()
+
+    def _check_data(self, full: bool) -> None:
+        """The dataset check on rank 0; every process stops with its verdict."""
+        from ..datasets.check import startup_check
+        from ..datasets.errors import DatasetError
+        error = None
+        if get_rank() == 0:
+            try:
+                startup_check(self.cfg, full=full)
+            except DatasetError as e:
+                error = str(e)
+        if is_distributed():
+            verdict = [error]
+            broadcast_object_list(verdict)
+            error = verdict[0]
+        if error is not None:
+            raise DatasetError(error)
 
     def load_or_resume(self) -> None:
         if self._has_loaded:
@@ -115,14 +130,8 @@ class DensedinoRunner(Runner):
         final = osp.join(out_dir, filename)
         if backend_args or file_client_args or '://' in final:
             return super().save_checkpoint(out_dir, filename, **kwargs)
-        tmp = temporary_name(final)
-        try:
+        with atomic_path(final) as tmp:
             super().save_checkpoint(out_dir, osp.basename(tmp), **kwargs)
-            commit(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
 
 
 def build_runner(cfg: Config) -> Runner:
