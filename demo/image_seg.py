@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import display_available, run_cli  # noqa: E402
+from densedino.cli import display_available, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import display_available, run_cli  # noqa: E402
+from densedino.cli import display_available, run_cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 WINDOW = 'densedino depth (q / Esc to quit)'
@@ -137,7 +137,7 @@ class DepthRunner:
         import torch
 
         from densedino.apis import InferencePipeline, init_model
-        from densedino.models.backbones.precision import bf16_matmul_mode
+        from densedino.models.backbones import bf16_matmul_mode
         from densedino.models.heads import DepthHead
         self.torch = torch
         self.model = init_model(config, checkpoint, device=device)

@@ -2,7 +2,7 @@
 
 Used wherever densedino feeds a picture to a backbone outside a dataset pipeline: the feature
 visualisations, the pretraining datasets and k-NN features, and the tools. The padding is
-:func:`densedino.ops.center_pad`, the one the dense models apply.
+:func:`densedino.models.layers.center_pad`, the one the dense models apply.
 """
 import os.path as osp
 from typing import NamedTuple, Optional, Sequence, Tuple
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
-from .ops import center_pad
+from .models.layers import center_pad
 
 Box = Tuple[int, int, int, int]  # top, left, height, width of the image inside the padded input
 

@@ -18,7 +18,8 @@ from mmengine.config import Config, ConfigDict
 import densedino  # noqa: F401
 from densedino.datasets import DatasetError
 from densedino.models.backbones.checkpoint import CheckpointError, read_file
-from tools import _cli, train
+from densedino import cli as _cli
+from tools import train
 
 from .seg_fixtures import write_ade20k_folder
 
@@ -217,7 +218,8 @@ def test_ctrl_c_inside_torch_save_still_exits_130(tmp_path):
     script.write_text(f'''import io, sys
 import torch, torch.serialization
 sys.path.insert(0, {REPO!r})
-from tools import _cli, train
+from densedino import cli as _cli
+from tools import train
 
 
 def interrupted(self, *args):  # Ctrl-C before write_end_of_file
@@ -406,7 +408,7 @@ def test_dataloader_worker_error_is_one_line_with_the_traceback_in_the_log(tmp_p
 
     try:
         with pytest.raises(SystemExit) as e:
-            _cli._report_errors(main, train.parse_args(['configs/seg/synthetic_linear.py']))
+            _cli.run._report_errors(main, train.parse_args(['configs/seg/synthetic_linear.py']))
     finally:
         for handler in list(logger.handlers):
             handler.close()

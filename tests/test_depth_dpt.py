@@ -23,7 +23,7 @@ import densedino  # noqa: F401
 from densedino import CheckpointError
 from densedino.datasets import ResizeShortSideToMultiple
 from densedino.datasets.resize import resize_to_multiple_size
-from densedino.models.depth_anything import load_depth_anything_v2
+from densedino.models import load_depth_anything_v2
 from densedino.models.heads import DPTDepthHead, load_head_checkpoint
 from densedino.registry import MODELS
 

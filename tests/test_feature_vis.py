@@ -23,7 +23,7 @@ from densedino.visualization import (
     to_image_grid,
     top_mass_mask,
 )
-from tools.features import RANDOM_WARNING, cli
+from tools.visualize_features import RANDOM_WARNING, cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(embed_dim=32, depth=2, num_heads=2)

@@ -33,8 +33,8 @@ def densedino_imports(path: str):
 
 def test_relative_imports_resolve_as_python_does():
     imports = dict((m, line) for line, m in densedino_imports(
-        osp.join(PACKAGE, 'pretrain', 'features.py')))
-    assert 'densedino.images' in imports and 'densedino.ops' in imports
+        osp.join(PACKAGE, 'pretrain', 'knn_folders.py')))
+    assert 'densedino.images' in imports and 'densedino.models.layers' in imports
 
 
 def test_imports_flow_one_way():
@@ -51,3 +51,64 @@ def test_imports_flow_one_way():
                 if layer in FORBIDDEN and len(target) > 1 and target[1] in FORBIDDEN[layer]:
                     broken.append(f'{osp.relpath(path, REPO)}:{line} imports {module}')
     assert not broken, 'imports against the layering:\n' + '\n'.join(broken)
+
+
+def script_imports(path: str):
+    """(line, module, names) of every ``densedino`` / ``tools`` import in a script."""
+    for node in ast.walk(ast.parse(open(path, encoding='utf-8').read(), filename=path)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, []
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.lineno, node.module, [alias.name for alias in node.names]
+
+
+def public_api_violation(module: str, names) -> str:
+    """Why importing ``names`` from ``module`` reaches past the public API ('' if it does not).
+
+    Public modules are ``densedino``, its subpackages and its top-level modules; their public
+    names are those in ``__all__``. Tools may import tools, but not private ``tools._*``.
+    """
+    import importlib
+    parts = module.split('.')
+    if parts[0] == 'tools':
+        return f'{module} is private' if any(p.startswith('_') for p in parts) else ''
+    if parts[0] != 'densedino':
+        return ''
+    path = osp.join(REPO, *parts)
+    package = osp.isfile(osp.join(path, '__init__.py'))
+    top_level_module = len(parts) == 2 and osp.isfile(path + '.py')
+    if any(p.startswith('_') for p in parts) or not (package or top_level_module):
+        return f'{module} is not a public module (import from its package)'
+    exported = set(getattr(importlib.import_module(module), '__all__', []))
+    hidden = [n for n in names if n not in exported and not (
+        len(parts) == 1 and n in PUBLIC_SUBMODULES)]
+    return f'{", ".join(hidden)} not in {module}.__all__' if hidden else ''
+
+
+#: subpackages and top-level modules that ``from densedino import X`` may name
+PUBLIC_SUBMODULES = {osp.splitext(n)[0] for n in os.listdir(PACKAGE) if not n.startswith('_')}
+
+
+def test_public_api_rule_catches_private_paths():
+    assert public_api_violation('densedino.models.backbones.precision', ['to_bf16'])
+    assert public_api_violation('densedino.models', ['NotExported'])
+    assert public_api_violation('tools._cli', ['run_cli'])
+    assert public_api_violation('densedino.engine.runner', ['build_runner'])
+    assert not public_api_violation('densedino.models.backbones', ['to_bf16'])
+    assert not public_api_violation('densedino.registry', ['MODELS'])
+    assert not public_api_violation('densedino', ['cli', 'create_backbone'])
+
+
+def test_tools_and_demos_use_only_public_names():
+    broken = []
+    for folder in ('tools', 'demo'):
+        for name in sorted(os.listdir(osp.join(REPO, folder))):
+            if not name.endswith('.py'):
+                continue
+            path = osp.join(REPO, folder, name)
+            for line, module, names in script_imports(path):
+                why = public_api_violation(module, names)
+                if why:
+                    broken.append(f'{folder}/{name}:{line}: {why}')
+    assert not broken, 'past the public API:\n' + '\n'.join(broken)

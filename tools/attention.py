@@ -3,13 +3,13 @@
     python tools/attention.py IMAGES... --backbone NAME [--checkpoint PATH] [--size S]
         [--threshold 0.6] [--max-heads 12] [--out attention.png]
 
-The ``attention`` mode of ``tools/features.py`` (see there and docs/visualisation.md).
+The ``attention`` mode of ``tools/visualize_features.py`` (see there and docs/visualisation.md).
 """
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools.features import cli  # noqa: E402
+from tools.visualize_features import cli  # noqa: E402
 
 if __name__ == '__main__':
     cli('attention')

@@ -11,7 +11,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import add_common_args, load_config, run_cli  # noqa: E402
+from densedino.cli import add_common_args, load_config, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +45,7 @@ def histogram_lines(report) -> list:
 
 
 def main(args: argparse.Namespace) -> None:
-    from densedino.datasets.check import SPLITS, check_config
+    from densedino.datasets import SPLITS, check_config
     cfg = load_config(args)
     splits = SPLITS if args.split == 'all' else (args.split,)
     report = check_config(cfg, splits, full=not args.quick, workers=args.workers)

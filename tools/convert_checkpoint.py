@@ -25,7 +25,7 @@ import sys
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import read_config, run_cli  # noqa: E402
+from densedino.cli import read_config, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,8 +48,8 @@ def main(args: argparse.Namespace) -> None:
     import densedino  # noqa: F401
     from mmengine.registry import init_default_scope
     from densedino.apis import model_dataset_meta
-    from densedino.models.depth_anything import load_depth_anything_v2
-    from densedino.models.heads.checkpoint import load_head_checkpoint
+    from densedino.models import load_depth_anything_v2
+    from densedino.models.heads import load_head_checkpoint
     from densedino.registry import MODELS
     if bool(args.head) == bool(args.depth_anything):
         raise ValueError('give either --head (with the config\'s or --backbone\'s backbone) or '

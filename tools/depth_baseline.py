@@ -14,7 +14,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import run_cli  # noqa: E402
+from densedino.cli import run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,14 +12,15 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import parse_overrides, run_cli  # noqa: E402
+from densedino.cli import OverridesAction, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Export a DinoSSLModel teacher backbone')
     parser.add_argument('checkpoint', help='mmengine checkpoint of a DinoSSLModel')
     parser.add_argument('--arch', required=True, help='backbone hub name, e.g. dinov2_vits14')
-    parser.add_argument('--overrides', nargs='*', default=[], metavar='KEY=VALUE',
+    parser.add_argument('--overrides', nargs='+', action=OverridesAction, default={},
+                        metavar='KEY=VALUE',
                         help='backbone preset overrides used in training (backbone_overrides)')
     parser.add_argument('--out', required=True, help='output .pth')
     parser.add_argument('--debug', action='store_true', help='show full tracebacks')
@@ -31,7 +32,7 @@ def main(args: argparse.Namespace) -> None:
     from densedino.pretrain import export_teacher_backbone
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'error: checkpoint {args.checkpoint} does not exist')
-    overrides = parse_overrides(args.overrides)
+    overrides = args.overrides
     export_teacher_backbone(args.checkpoint, args.out)
     try:
         create_backbone(args.arch, checkpoint=args.out, **overrides)  # strict load check

@@ -20,7 +20,7 @@ import sys
 from typing import Dict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import add_backbone_args, build_backbone, run_cli  # noqa: E402
+from densedino.cli import add_backbone_args, build_backbone, run_cli  # noqa: E402
 
 RANDOM_WARNING = ('warning: no --checkpoint: random weights, the accuracy is only the '
                   'initialisation reference')

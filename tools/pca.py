@@ -3,13 +3,13 @@
     python tools/pca.py IMAGES... --backbone NAME [--checkpoint PATH] [--layer N] [--size S]
         [--fg-threshold T] [--sign border|majority] [--colour sigmoid|minmax] [--out pca.png]
 
-The ``pca`` mode of ``tools/features.py`` (see there and docs/visualisation.md).
+The ``pca`` mode of ``tools/visualize_features.py`` (see there and docs/visualisation.md).
 """
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools.features import cli  # noqa: E402
+from tools.visualize_features import cli  # noqa: E402
 
 if __name__ == '__main__':
     cli('pca')

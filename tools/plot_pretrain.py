@@ -19,7 +19,7 @@ import sys
 from typing import Dict, List, Tuple
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import run_cli  # noqa: E402
+from densedino.cli import run_cli  # noqa: E402
 
 LOSS_KEYS = ('loss', 'dino', 'ibot', 'koleo', 'gram')
 Series = Dict[str, List[Tuple[int, float]]]

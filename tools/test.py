@@ -7,7 +7,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import add_common_args, load_config, run_cli  # noqa: E402
+from densedino.cli import add_common_args, load_config, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +48,7 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from densedino.engine.runner import build_runner
+    from densedino.engine import build_runner
     cfg = load_config(args)
     apply_test_options(cfg, args)
     runner = build_runner(cfg)

@@ -20,7 +20,7 @@ import shlex
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import (OWNER_FILE, add_common_args, config_name, load_config, note,  # noqa: E402
+from densedino.cli import (OWNER_FILE, add_common_args, config_name, load_config, note,  # noqa: E402
                         rank, run_cli)
 
 _CFG_KEY = re.compile(r'[A-Za-z_][\w.]*$')
@@ -93,7 +93,7 @@ def enable_amp(cfg) -> None:
 
 def apply_resume(cfg, args: argparse.Namespace) -> None:
     """Point ``cfg.load_from`` at the checkpoint to resume from, or refuse in one line."""
-    from densedino.engine.files import latest_checkpoint
+    from densedino.engine import latest_checkpoint
     if args.resume == 'auto' or args.resume_if_any:
         ckpt = latest_checkpoint(cfg.work_dir)
         if ckpt is None and args.resume_if_any:
@@ -129,7 +129,7 @@ def same_owner(old: dict, new: dict) -> bool:
 def claim_work_dir(cfg, config: str, *, force: bool = False) -> None:
     """Refuse a work dir whose checkpoints come from another config or model; then record this
     run as its owner (rank 0, written atomically)."""
-    from densedino.engine.files import write_text_atomic
+    from densedino.engine import write_text_atomic
     work_dir, new = cfg.work_dir, owner_record(cfg, config)
     path = osp.join(work_dir, OWNER_FILE)
     old = _read_owner(path)
@@ -195,7 +195,7 @@ def resume_command(args: argparse.Namespace, argv=None) -> str:
 def interrupted(args: argparse.Namespace) -> str:
     """The one line printed on Ctrl-C: the checkpoint to resume from and the command, or that
     none was written yet."""
-    from densedino.engine.files import latest_checkpoint
+    from densedino.engine import latest_checkpoint
     work_dir = getattr(args, 'run_work_dir', None)
     if work_dir is None:
         return 'interrupted before training started'
@@ -207,7 +207,7 @@ def interrupted(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    from densedino.engine.runner import build_runner
+    from densedino.engine import build_runner
     cfg = load_config(args)
     args.run_work_dir = cfg.work_dir  # for the Ctrl-C message
     if args.amp:

@@ -16,6 +16,7 @@ from .depth_transforms import (
     NYUCrop,
     RandomDepthRotate,
 )
+from .check import SPLITS, DatasetReport, SplitStats, check_config, startup_check
 from .resize import ResizeShortSideToMultiple
 from .seg import (
     ADE20KDataset,
@@ -44,4 +45,5 @@ __all__ = [
     'ResizeShortSideToMultiple', 'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample',
     'SyntheticSegDataset', 'SyntheticDepthDataset',
     'ensure_synthetic_ade20k', 'write_ade20k', 'write_kitti', 'write_nyu',
+    'SPLITS', 'DatasetReport', 'SplitStats', 'check_config', 'startup_check',
 ]

@@ -1,4 +1,10 @@
 """Models: layers -> backbones -> heads -> segmentors/depth models."""
-from .backbones import DinoBackbone, create_backbone, list_backbones  # noqa: F401
-from .depth_estimator import DinoDepthEstimator  # noqa: F401
-from .heads import DepthHead, LinearSegHead  # noqa: F401
+from .backbones import DinoBackbone, create_backbone, list_backbones
+from .convert_depth_anything import load_depth_anything_v2
+from .depth_estimator import DinoDepthEstimator
+from .heads import DepthHead, LinearSegHead
+
+__all__ = [
+    'DinoBackbone', 'create_backbone', 'list_backbones', 'DinoDepthEstimator', 'DepthHead',
+    'LinearSegHead', 'load_depth_anything_v2',
+]

@@ -10,7 +10,7 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from ..registry import HOOKS
-from .features import knn_eval_folders, labelled_folder
+from .knn_folders import knn_eval_folders, labelled_folder
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class KNNMonitorHook(Hook):
 
     A small labelled reference set (``train_dir`` + ``train_labels``) and query set
     (``val_dir`` + ``val_labels``) are embedded with
-    :func:`~densedino.pretrain.features.extract_cls_features` and classified by the weighted
+    :func:`~densedino.pretrain.knn_folders.extract_cls_features` and classified by the weighted
     cosine vote of :func:`~densedino.pretrain.knn.knn_accuracy`. Each ``k`` gives a scalar
     ``knn/top1_k{k}`` (percent) in ``runner.message_hub``, a visualizer scalar at the current
     iteration and a log line. It also runs after the last iteration (unless it just ran), and with

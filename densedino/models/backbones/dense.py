@@ -11,7 +11,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import nn
 
-from ...ops import center_pad
+from ..layers import center_pad
 from ...registry import MODELS
 from .factory import create_backbone
 

@@ -1,6 +1,21 @@
-"""Patch embedding: a strided convolution that turns pixels into a token grid."""
+"""Patch embedding: a strided convolution that turns pixels into a token grid, and the padding
+that fits an image to that grid."""
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+
+def center_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad H and W up to ``multiple``: floor(pad / 2) top/left, the rest bottom/right.
+
+    The padding DINOv2 applies before its dense heads, and the one every densedino dense model
+    and feature visualisation uses.
+    """
+    H, W = x.shape[-2:]
+    ph, pw = -H % multiple, -W % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
 
 
 class PatchEmbed(nn.Module):

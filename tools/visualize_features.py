@@ -1,11 +1,11 @@
 """Figures of what a DINO backbone sees: joint PCA colours, CLS attention, query similarity.
 
-    python tools/features.py pca IMAGES... --backbone NAME [--checkpoint PATH] [--layer N]
+    python tools/visualize_features.py pca IMAGES... --backbone NAME [--checkpoint PATH] [--layer N]
         [--size S] [--fg-threshold T] [--sign border|majority] [--colour sigmoid|minmax]
         [--out pca.png]
-    python tools/features.py attention IMAGES... --backbone NAME [--checkpoint PATH]
+    python tools/visualize_features.py attention IMAGES... --backbone NAME [--checkpoint PATH]
         [--threshold 0.6] [--max-heads 12] [--out attention.png]
-    python tools/features.py similarity IMAGES... --backbone NAME [--query X Y] [--out sim.png]
+    python tools/visualize_features.py similarity IMAGES... --backbone NAME [--query X Y] [--out sim.png]
 
 ``tools/pca.py`` and ``tools/attention.py`` are the first two modes under their own names.
 One row per image; columns: input | PCA colours (| foreground), input | mean attention | heads,
@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from tools._cli import add_backbone_args, build_backbone, run_cli  # noqa: E402
+from densedino.cli import add_backbone_args, build_backbone, run_cli  # noqa: E402
 
 MODES = ('pca', 'attention', 'similarity')
 RANDOM_WARNING = 'warning: random weights: the maps are meaningless; pass --checkpoint'
@@ -258,7 +258,7 @@ def _log_progress() -> None:
 
 
 def cli(mode: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> None:
-    """Entry point of ``tools/features.py`` (``mode=None``) and its per-mode wrappers."""
+    """Entry point of ``tools/visualize_features.py`` (``mode=None``) and its per-mode wrappers."""
     run_cli(main, build_parser(mode).parse_args(argv))
 
 

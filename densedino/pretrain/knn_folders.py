@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..datasets.errors import DatasetError
 from ..models.backbones.presets import IMAGENET_MEAN, IMAGENET_STD
-from ..ops import center_pad
+from ..models.layers import center_pad
 from ..progress import progress_iter
 from ..images import input_normalisation, prepare_image, read_image
 from .datasets import UnlabeledImageFolder
