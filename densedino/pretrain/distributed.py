@@ -17,13 +17,13 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
 import torch.distributed as dist
+from mmengine.dist import get_rank, get_world_size, is_distributed
 from mmengine.optim import OptimWrapper
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from torch import Tensor, nn
 
 from ..engine.hooks import SafeCheckpointHook
 from ..registry import HOOKS
-from .collectives import dist_ready, rank_and_world
 
 #: Options of ``SSLDistributedWrapper(fsdp=dict(...))`` and their defaults.
 FSDP_DEFAULTS = dict(reshard_after_forward=True, mixed_precision=None)
@@ -173,14 +173,14 @@ class SSLDistributedWrapper(nn.Module):
             if missing:
                 raise ValueError(f'fsdp needs a DinoSSLModel-like module with student and teacher '
                                  f'networks; {type(module).__name__} has no {missing}')
-            if not dist_ready():
+            if not is_distributed():
                 raise RuntimeError('fsdp needs an initialised torch.distributed process group '
                                    '(launch with torchrun ... --launcher pytorch)')
         self.module = module
         self.sharded = False
         self._full: Optional[tuple] = None  # (model state, {id(optimizer): state}) on rank 0
         self._allow_sharded_state = False
-        if rank_and_world()[1] > 1:
+        if get_world_size() > 1:
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, src=0)
 
@@ -197,7 +197,7 @@ class SSLDistributedWrapper(nn.Module):
         from torch.distributed.device_mesh import init_device_mesh
         old = list(self.module.parameters())
         device = old[0].device if old else torch.device('cpu')
-        mesh = init_device_mesh(device.type, (rank_and_world()[1],))
+        mesh = init_device_mesh(device.type, (get_world_size(),))
         dtype = MIXED_PRECISIONS[self.fsdp['mixed_precision']]
         for name in SHARDED_NETWORKS:
             net = getattr(self.module, name, None)
@@ -302,7 +302,7 @@ class SSLDistributedWrapper(nn.Module):
         if not self.sharded:
             yield
             return
-        keep = rank_and_world()[0] == 0
+        keep = get_rank() == 0
         self._allow_sharded_state = True
         try:
             model = {k: _gather(v, keep) for k, v in self.module.state_dict().items()}
@@ -328,7 +328,7 @@ class SSLDistributedWrapper(nn.Module):
         ``export_teacher_backbone(state, 'teacher.pth')``.
         """
         with self.full_state():
-            return self.module.state_dict() if rank_and_world()[0] == 0 else {}
+            return self.module.state_dict() if get_rank() == 0 else {}
 
     # ------------------------------------------------------------------- steps
     def train_step(self, data, optim_wrapper: OptimWrapper) -> Dict[str, float]:

@@ -36,6 +36,7 @@ import math
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
+from mmengine.dist import get_rank
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
@@ -47,7 +48,7 @@ from ..registry import MODELS
 from .checkpoints import (drop_teacher_state, fill_teacher_state, load_backbone_weights,
                           load_ssl_networks)
 from .collate import MultiCropDataPreprocessor
-from .collectives import average_gradients, rank_and_world
+from .collectives import average_gradients
 from .schedules import cosine_momentum, gram_weight, warmup_teacher_temp
 from .heads import DINOHead
 from .losses import DINOLoss, GramLoss, KoLeoLoss, downsample_gram_teacher_features, iBOTPatchLoss
@@ -298,7 +299,7 @@ class DinoSSLModel(BaseModel):
     def _iteration_rng(self, iteration: int) -> Iterator[None]:
         """Seed torch's RNG (drop path) from the iteration, so a resumed run draws the same."""
         devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        rank = rank_and_world()[0]  # ranks see different images: draw different drop paths
+        rank = get_rank()  # ranks see different images: draw different drop paths
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed((self._rng_seed * 1_000_003 + iteration * 1_009 + rank) % 2**63)
             yield

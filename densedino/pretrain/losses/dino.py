@@ -21,12 +21,18 @@ from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.dist import all_reduce
 from torch import Tensor, nn
 
 from ...registry import MODELS
-from ..collectives import all_reduce_
 
 NORMALIZATIONS = ('dinov2', 'pairs')
+
+
+def _summed(x: Tensor) -> Tensor:
+    """``x`` summed over the processes (in place; ``x`` itself in a single process)."""
+    all_reduce(x)
+    return x
 
 
 @torch.no_grad()
@@ -54,13 +60,15 @@ def sinkhorn_knopp(teacher_logits: Tensor, teacher_temp: float, n_iterations: in
     if n_iterations < 1:
         raise ValueError(f'n_iterations must be >= 1, got {n_iterations}')
     logits = teacher_logits.float() / teacher_temp
-    shift = all_reduce_(logits.max().reshape(1).clone(), 'max')
+    shift = logits.max().reshape(1)
+    all_reduce(shift, 'max')  # mmengine's collectives: in place, a no-op in a single process
     q = torch.exp(logits - shift).t()  # (K, B)
     n_prototypes = q.shape[0]
-    n_samples = all_reduce_(torch.tensor(float(q.shape[1]), device=q.device))
-    q /= all_reduce_(q.sum())
+    n_samples = torch.tensor(float(q.shape[1]), device=q.device)
+    all_reduce(n_samples)
+    q /= _summed(q.sum())
     for _ in range(n_iterations):
-        q /= all_reduce_(q.sum(dim=1, keepdim=True))
+        q /= _summed(q.sum(dim=1, keepdim=True))
         q /= n_prototypes
         q /= q.sum(dim=0, keepdim=True)
         q /= n_samples
@@ -115,8 +123,8 @@ class CenteredTeacherLoss(nn.Module):
         if not isinstance(teacher_logits, Tensor):
             teacher_logits = torch.cat(list(teacher_logits))
         logits = teacher_logits.float().reshape(-1, self.out_dim)
-        total = all_reduce_(logits.sum(dim=0, keepdim=True))
-        count = all_reduce_(torch.tensor(float(logits.shape[0]), device=logits.device))
+        total = _summed(logits.sum(dim=0, keepdim=True))
+        count = _summed(torch.tensor(float(logits.shape[0]), device=logits.device))
         self.center.mul_(self.center_momentum).add_(total / count * (1 - self.center_momentum))
 
     def log_probs(self, student_logits: Tensor) -> Tensor:
