@@ -1,6 +1,4 @@
 """Tests for densedino.datasets.synthetic (the procedural scene generator) and synthetic_writers."""
-import logging
-import sys
 from pathlib import Path
 
 import cv2
@@ -258,8 +256,29 @@ def test_write_kitti_layout_and_sparse_lidar(tmp_path):
         np.testing.assert_allclose(gt[valid] / 256.0, gen.sample(index).depth[valid], atol=2.5e-3)
 
 
-def test_progress_without_tqdm_logs(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, 'tqdm', None)  # makes `from tqdm import tqdm` raise ImportError
-    with caplog.at_level(logging.INFO, logger='densedino.progress'):
-        write_nyu(tmp_path, num_train=2, num_test=0, config=SceneConfig(image_size=(32, 48)), progress=True)
-    assert 'NYU train: 2/2' in caplog.text
+def test_progress_lines_in_a_log(tmp_path, capsys):
+    """stderr that is not a terminal (a log file, CI) gets one plain line per tenth of the work."""
+    write_nyu(tmp_path, num_train=20, num_test=0, config=SceneConfig(image_size=(32, 48)),
+              progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('NYU train')]
+    assert [line.split(' ')[2] for line in lines] == [f'{i}/20' for i in range(2, 21, 2)]
+    assert lines[0].endswith('s left') and '(100%)' in lines[-1]
+
+
+def test_progress_bar_on_a_terminal():
+    """A terminal gets rich's bar (redrawn in place), not the log lines."""
+    import io
+
+    from densedino.progress import progress_iter
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    assert list(progress_iter(range(5), 5, True, 'scenes', stream=out)) == list(range(5))
+    text = out.getvalue()
+    assert 'scenes' in text and '100%' in text and '5/5' not in text
+    quiet = Terminal()
+    assert list(progress_iter(range(3), 3, False, 'scenes', stream=quiet)) == [0, 1, 2]
+    assert quiet.getvalue() == ''

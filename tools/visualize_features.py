@@ -15,7 +15,6 @@ squashed; the maps are cropped back to the image. Without ``--checkpoint`` the w
 random and the maps mean nothing (a warning says so, and the figure title too).
 """
 import argparse
-import logging
 import os
 import os.path as osp
 import sys
@@ -235,7 +234,6 @@ def _figure_title(args: argparse.Namespace, backbone) -> str:
 
 
 def main(args: argparse.Namespace) -> None:
-    _log_progress()
     if args.size < 0:
         raise ValueError(f'--size must be >= 0 (0 keeps the image size), got {args.size}')
     if args.dpi < 10:
@@ -245,16 +243,6 @@ def main(args: argparse.Namespace) -> None:
     rows = _ROWS[args.mode](args, backbone, images)
     draw_figure(rows, args.images, _figure_title(args, backbone), args.out, args.dpi)
     print(f'wrote {args.out} ({len(rows)} image{"s" if len(rows) > 1 else ""})')
-
-
-def _log_progress() -> None:
-    """Show densedino's INFO lines (the progress lines used where tqdm is not installed)."""
-    logger = logging.getLogger('densedino')
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter('%(message)s'))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
 
 
 def cli(mode: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> None:

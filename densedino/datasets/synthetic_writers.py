@@ -77,7 +77,7 @@ def write_ade20k(root: str | os.PathLike, *, num_train: int, num_val: int,
         num_val: number of validation images.
         config: scene knobs; ``None`` uses ``SceneConfig()``.
         seed: generator seed.
-        progress: show a progress bar (tqdm if installed, else log lines).
+        progress: show progress on stderr (a bar on a terminal, else a line per tenth).
 
     Returns:
         The dataset root ``root/ADEChallengeData2016``.

@@ -92,7 +92,7 @@ def extract_cls_features(backbone: nn.Module, images_or_paths: Sequence[ImageLik
         num_workers: DataLoader workers that read and transform the images.
         mean: Normalisation mean; default the backbone preset's (ImageNet without a preset).
         std: Normalisation std; default as ``mean``.
-        progress: Show a progress bar (tqdm, else log lines).
+        progress: Show progress on stderr (a bar on a terminal, else a line per tenth).
         desc: Progress bar label.
 
     Returns:
