@@ -17,7 +17,7 @@ from densedino.registry import MODELS
 from .launch import torchrun_train
 from densedino.pretrain import DinoSSLModel, collate_multicrop, export_teacher_backbone
 from densedino.pretrain.schedules import cosine_momentum
-from densedino.pretrain.ssl_model import ema_update_
+from densedino.pretrain.networks import ema_update_
 
 TINY = dict(depth=2, embed_dim=32, num_heads=2, img_size=56)
 HEAD = dict(n_prototypes=64, hidden_dim=32, bottleneck_dim=16)

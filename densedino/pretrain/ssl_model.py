@@ -45,26 +45,14 @@ from torch import Tensor, nn
 from ..engine.nonfinite import NonFiniteGuard
 from ..models.backbones import create_backbone
 from ..registry import MODELS
-from .checkpoints import (drop_teacher_state, fill_teacher_state, load_backbone_weights,
-                          load_ssl_networks)
+from .checkpoints import drop_teacher_state, fill_teacher_state, load_backbone_weights
 from .collate import MultiCropDataPreprocessor
 from .collectives import average_gradients
+from .networks import build_distill_teacher, build_networks, ema_update_, frozen, ibot_head_of
 from .schedules import cosine_momentum, gram_weight, warmup_teacher_temp
-from .heads import DINOHead
 from .losses import DINOLoss, GramLoss, KoLeoLoss, downsample_gram_teacher_features, iBOTPatchLoss
 
 CENTERINGS = ('softmax', 'sinkhorn')
-
-
-@torch.no_grad()
-def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None:
-    """In place ``t <- m t + (1 - m) s`` over matching parameters."""
-    t_params = list(teacher.parameters())
-    s_params = list(student.parameters())
-    if len(t_params) != len(s_params):
-        raise ValueError(f'teacher has {len(t_params)} parameters, student {len(s_params)}')
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, [p.detach() for p in s_params], alpha=1.0 - momentum)
 
 
 @MODELS.register_module()
@@ -136,12 +124,9 @@ class DinoSSLModel(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self._check_args(centering, n_global_crops, momentum_teacher, teacher_temp,
                          warmup_teacher_temp, dict(dino=dino_loss_weight, ibot=ibot_loss_weight,
-                                                   koleo=koleo_loss_weight, gram=gram_loss_weight))
-        for name, value in (('gram_start_iter', gram_start_iter),
-                            ('gram_warmup_iters', gram_warmup_iters),
-                            ('gram_update_interval', gram_update_interval)):
-            if value < 0:
-                raise ValueError(f'{name} must be >= 0, got {value}')
+                                                   koleo=koleo_loss_weight, gram=gram_loss_weight),
+                         dict(gram_start_iter=gram_start_iter, gram_warmup_iters=gram_warmup_iters,
+                              gram_update_interval=gram_update_interval))
         self.arch = arch
         self.backbone_overrides = dict(backbone_overrides or {})
         self.n_global_crops = n_global_crops
@@ -163,29 +148,11 @@ class DinoSSLModel(BaseModel):
         self.sync_gradients = True
         self._rng_seed = torch.initial_seed()  # set by the Runner's randomness before building
 
-        self.student = self._build_networks(self.arch, self.backbone_overrides, drop_path_rate,
-                                            head, ibot_head)
-        ema = self._build_networks(self.arch, self.backbone_overrides, 0.0, head, ibot_head)
-        ema.load_state_dict(self.student.state_dict())
-        if distill_teacher is None:
-            self.teacher = _frozen(ema)
-        else:  # the frozen teacher gives the targets; the student's EMA is the exported model
-            self.student_ema = _frozen(ema)
-            self.teacher = _frozen(self._build_distill_teacher(distill_teacher, head, ibot_head))
-            # the frozen teacher is read from its own file: keep it out of every checkpoint
-            self._register_state_dict_hook(drop_teacher_state)
-            self._register_load_state_dict_pre_hook(fill_teacher_state, with_module=True)
+        self._build_student_and_teacher(drop_path_rate, head, ibot_head, distill_teacher)
         head_dim = self.student['dino_head'].last_layer.weight.shape[0]
-        ibot_dim = self._ibot_head(self.student).last_layer.weight.shape[0]
+        ibot_dim = ibot_head_of(self.student).last_layer.weight.shape[0]
         if gram_loss_weight > 0:
-            self.gram_teacher = _frozen(create_backbone(self.arch, **self.backbone_overrides))
-            # weights come from a file or a snapshot: mmengine's init_weights must not redraw them
-            self.gram_teacher.is_init = True
-            # 1 once the Gram teacher holds weights (a buffer, so a resume knows)
-            self.register_buffer('gram_ready', torch.zeros((), dtype=torch.long))
-            if gram_teacher_checkpoint is not None:
-                load_backbone_weights(self.gram_teacher, gram_teacher_checkpoint, 'Gram teacher')
-                self.gram_ready.fill_(1)
+            self._build_gram_teacher(gram_teacher_checkpoint)
             self.gram_loss = GramLoss(batch_gram=gram_batch,
                                       remove_negatives=gram_remove_negatives)
         self.dino_loss = DINOLoss(head_dim, student_temp, center_momentum,
@@ -193,9 +160,43 @@ class DinoSSLModel(BaseModel):
         self.ibot_loss = iBOTPatchLoss(ibot_dim, student_temp, center_momentum)
         self.koleo_loss = KoLeoLoss()
 
+    def _build_student_and_teacher(self, drop_path_rate: float, head: Optional[dict],
+                                   ibot_head: Optional[dict],
+                                   distill_teacher: Optional[dict]) -> None:
+        """``student``, and ``teacher``: the student's EMA, or with ``distill_teacher`` a frozen
+        model read from its file (the EMA is then ``student_ema``, the model to export)."""
+        self.student = build_networks(self.arch, self.backbone_overrides, drop_path_rate,
+                                            head, ibot_head)
+        ema = build_networks(self.arch, self.backbone_overrides, 0.0, head, ibot_head)
+        ema.load_state_dict(self.student.state_dict())
+        if distill_teacher is None:
+            self.teacher = frozen(ema)
+            return
+        self.student_ema = frozen(ema)
+        self.teacher = frozen(build_distill_teacher(distill_teacher, self.student, head,
+                                                   ibot_head))
+        # the frozen teacher is read from its own file: keep it out of every checkpoint
+        self._register_state_dict_hook(drop_teacher_state)
+        self._register_load_state_dict_pre_hook(fill_teacher_state, with_module=True)
+
+    def _build_gram_teacher(self, checkpoint: Optional[str]) -> None:
+        """The frozen Gram teacher, loaded from ``checkpoint`` now or snapshotted later, and
+        ``gram_ready``: 1 once it holds weights (a buffer, so a resume knows)."""
+        self.gram_teacher = frozen(create_backbone(self.arch, **self.backbone_overrides))
+        # weights come from a file or a snapshot: mmengine's init_weights must not redraw them
+        self.gram_teacher.is_init = True
+        self.register_buffer('gram_ready', torch.zeros((), dtype=torch.long))
+        if checkpoint is not None:
+            load_backbone_weights(self.gram_teacher, checkpoint, 'Gram teacher')
+            self.gram_ready.fill_(1)
+
     @staticmethod
     def _check_args(centering: str, n_global_crops: int, momentum_teacher: float,
-                    teacher_temp: float, warmup_temp: float, weights: Dict[str, float]) -> None:
+                    teacher_temp: float, warmup_temp: float, weights: Dict[str, float],
+                    gram_iters: Dict[str, int]) -> None:
+        for name, value in gram_iters.items():
+            if value < 0:
+                raise ValueError(f'{name} must be >= 0, got {value}')
         if centering not in CENTERINGS:
             raise ValueError(f'centering must be one of {CENTERINGS}, got {centering!r}')
         if n_global_crops < 1:
@@ -208,50 +209,10 @@ class DinoSSLModel(BaseModel):
             if value < 0:
                 raise ValueError(f'{name}_loss_weight must be >= 0, got {value}')
 
-    @staticmethod
-    def _build_networks(arch: str, overrides: dict, drop_path_rate: float, head: Optional[dict],
-                        ibot_head: Optional[dict]) -> nn.ModuleDict:
-        backbone = create_backbone(arch, **{**overrides, 'drop_path_rate': drop_path_rate})
-        nets = nn.ModuleDict(dict(backbone=backbone,
-                                  dino_head=DINOHead(backbone.embed_dim, **(head or {}))))
-        if ibot_head is not None:
-            nets['ibot_head'] = DINOHead(backbone.embed_dim, **ibot_head)
-        return nets.train()
-
-    def _build_distill_teacher(self, cfg: dict, head: Optional[dict],
-                               ibot_head: Optional[dict]) -> nn.ModuleDict:
-        cfg = dict(cfg)
-        unknown = set(cfg) - {'arch', 'checkpoint', 'backbone_overrides', 'head', 'ibot_head'}
-        if unknown or 'arch' not in cfg or 'checkpoint' not in cfg:
-            raise ValueError('distill_teacher needs arch and checkpoint (optional: '
-                             'backbone_overrides, head, ibot_head); got keys '
-                             f'{sorted(cfg)}')
-        nets = self._build_networks(cfg['arch'], dict(cfg.get('backbone_overrides') or {}), 0.0,
-                                    cfg.get('head', head), cfg.get('ibot_head', ibot_head))
-        student_patch = self.student['backbone'].patch_size
-        if nets['backbone'].patch_size != student_patch:
-            raise ValueError(f"distill_teacher {cfg['arch']} has patch size "
-                             f"{nets['backbone'].patch_size}, the student {student_patch}: the iBOT "
-                             'masks need one patch grid')
-        load_ssl_networks(nets, cfg['checkpoint'])
-        for name, student_head, teacher_head in (
-                ('dino_head', self.student['dino_head'], nets['dino_head']),
-                ('ibot_head', self._ibot_head(self.student), self._ibot_head(nets))):
-            k_student = student_head.last_layer.weight.shape[0]
-            k_teacher = teacher_head.last_layer.weight.shape[0]
-            if k_student != k_teacher:
-                raise ValueError(f'distill_teacher {name} has {k_teacher} prototypes, the student '
-                                 f'{k_student}')
-        return nets
-
     @property
     def ema(self) -> nn.ModuleDict:
         """The EMA of the student: ``student_ema`` when distilling, else the teacher."""
         return self.student_ema if hasattr(self, 'student_ema') else self.teacher
-
-    @staticmethod
-    def _ibot_head(nets: nn.ModuleDict) -> DINOHead:
-        return nets['ibot_head'] if 'ibot_head' in nets else nets['dino_head']
 
     def train(self, mode: bool = True) -> 'DinoSSLModel':
         """Set the student's mode; the teacher always stays in eval mode."""
@@ -318,7 +279,7 @@ class DinoSSLModel(BaseModel):
                       cls_probs=self._targets(self.dino_loss, cls_logits, temp))
         if self._use_ibot(data):
             patches = out['x_norm_patchtokens'].flatten(0, 1)[data['mask_indices']]
-            patch_logits = self._ibot_head(self.teacher)(patches)
+            patch_logits = ibot_head_of(self.teacher)(patches)
             result.update(patch_logits=patch_logits,
                           patch_probs=self._targets(self.ibot_loss, patch_logits, temp))
         return result
@@ -356,7 +317,7 @@ class DinoSSLModel(BaseModel):
         if masks is not None:
             patches = g_out['x_norm_patchtokens'].flatten(0, 1)[data['mask_indices']]
             losses['ibot'] = self.ibot_loss.forward_masked(
-                self._ibot_head(self.student)(patches), teacher['patch_probs'], masks,
+                ibot_head_of(self.student)(patches), teacher['patch_probs'], masks,
                 masks_weight=data.get('masks_weight'), n_images=len(g_cls))
         if self.weights['koleo'] > 0:
             losses['koleo'] = self.koleo_loss(list(g_cls.chunk(self.n_global_crops)))
@@ -420,7 +381,7 @@ class DinoSSLModel(BaseModel):
         if update:
             if iteration < self.freeze_last_layer_iters:  # before averaging: nothing to send
                 self.student['dino_head'].cancel_last_layer_gradients()
-                self._ibot_head(self.student).cancel_last_layer_gradients()
+                ibot_head_of(self.student).cancel_last_layer_gradients()
             if self.sync_gradients:
                 average_gradients(self.student)
         guard = getattr(optim_wrapper, 'nonfinite_guard', None) or self._guard
@@ -441,7 +402,3 @@ class DinoSSLModel(BaseModel):
 
     test_step = val_step
 
-
-def _frozen(module: nn.Module) -> nn.Module:
-    module.requires_grad_(False)
-    return module.eval()

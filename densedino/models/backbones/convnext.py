@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import DropPath
+from ..layers import DropPath, drop_path_rates
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ class ConvNeXt(nn.Module):
     def _build_stages(depths: List[int], dims: List[int], drop_path_rate: float,
                       layer_scale_init: float, norm_eps: float) -> nn.ModuleList:
         total = sum(depths)
-        # Linear 0 -> drop_path_rate over all blocks (plain floats: construction also runs on 'meta').
-        rates = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]
+        # linear 0 -> drop_path_rate over all blocks (plain floats: construction also runs on 'meta')
+        rates = drop_path_rates(drop_path_rate, total, uniform=False)
         stages, start = nn.ModuleList(), 0
         for depth, dim in zip(depths, dims):
             stages.append(nn.Sequential(*[

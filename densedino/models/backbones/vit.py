@@ -19,11 +19,24 @@ import torch
 from torch import nn
 
 from ..layers import (Block, Mlp, PatchEmbed, RopePositionEmbedding, SwiGLU, SwiGLUPacked,
-                      resample_abs_pos_embed, swiglu_hidden_dim)
+                      drop_path_rates, resample_abs_pos_embed, swiglu_hidden_dim)
 from ..layers.attention import Rope
 
 FFN_LAYERS = {'mlp': Mlp, 'swiglu_packed': SwiGLUPacked, 'swiglu': SwiGLU}
 POS_EMBEDS = ('absolute', 'rope')
+
+
+def _check_options(ffn_layer: str, pos_embed: str, depth: int, rope_aug: dict) -> None:
+    """One-line errors for constructor options that no DINO model has."""
+    if ffn_layer not in FFN_LAYERS:
+        raise ValueError(f'ffn_layer must be one of {sorted(FFN_LAYERS)}, got {ffn_layer!r}')
+    if pos_embed not in POS_EMBEDS:
+        raise ValueError(f'pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}')
+    if depth < 1:
+        raise ValueError(f'depth must be >= 1, got {depth}')
+    if pos_embed == 'absolute' and any(v is not None for v in rope_aug.values()):
+        raise ValueError(f'RoPE coordinate augmentations need pos_embed="rope", got {rope_aug} '
+                         f'with pos_embed={pos_embed!r}')
 
 
 class DinoVisionTransformer(nn.Module):
@@ -76,12 +89,9 @@ class DinoVisionTransformer(nn.Module):
                  untie_cls_norm: bool = False, drop_path_rate: float = 0.0,
                  drop_path_uniform: bool = True, in_chans: int = 3) -> None:
         super().__init__()
-        if ffn_layer not in FFN_LAYERS:
-            raise ValueError(f'ffn_layer must be one of {sorted(FFN_LAYERS)}, got {ffn_layer!r}')
-        if pos_embed not in POS_EMBEDS:
-            raise ValueError(f'pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}')
-        if depth < 1:
-            raise ValueError(f'depth must be >= 1, got {depth}')
+        rope_aug = dict(shift_coords=rope_shift_coords, jitter_coords=rope_jitter_coords,
+                        rescale_coords=rope_rescale_coords)
+        _check_options(ffn_layer, pos_embed, depth, rope_aug)
         self.patch_size = patch_size
         self.embed_dim = self.num_features = embed_dim
         self.n_blocks = depth
@@ -94,11 +104,6 @@ class DinoVisionTransformer(nn.Module):
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans,
                                       embed_dim=embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        rope_aug = dict(shift_coords=rope_shift_coords, jitter_coords=rope_jitter_coords,
-                        rescale_coords=rope_rescale_coords)
-        if pos_embed == 'absolute' and any(v is not None for v in rope_aug.values()):
-            raise ValueError(f'RoPE coordinate augmentations need pos_embed="rope", got {rope_aug} '
-                             f'with pos_embed={pos_embed!r}')
         if pos_embed == 'absolute':
             grid = img_size // patch_size
             self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, embed_dim))
@@ -115,16 +120,11 @@ class DinoVisionTransformer(nn.Module):
         hidden = int(embed_dim * ffn_ratio)
         if ffn_layer != 'mlp':
             hidden = swiglu_hidden_dim(hidden, ffn_align)
-        ffn_cls = FFN_LAYERS[ffn_layer]
-        if drop_path_uniform:
-            rates = [drop_path_rate] * depth
-        else:
-            rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linspace
         self.blocks = nn.ModuleList([
-            Block(embed_dim, num_heads, mlp=ffn_cls(embed_dim, hidden, bias=ffn_bias),
+            Block(embed_dim, num_heads, mlp=FFN_LAYERS[ffn_layer](embed_dim, hidden, bias=ffn_bias),
                   norm_eps=norm_eps, layerscale_init=layerscale_init, qkv_bias=qkv_bias,
                   proj_bias=proj_bias, mask_k_bias=pos_embed == 'rope', drop_path=rate)
-            for rate in rates
+            for rate in drop_path_rates(drop_path_rate, depth, drop_path_uniform)
         ])
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.cls_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if untie_cls_norm else None

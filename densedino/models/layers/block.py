@@ -7,6 +7,14 @@ from torch import nn
 from .attention import Attention, Rope
 
 
+def drop_path_rates(rate: float, depth: int, uniform: bool) -> list:
+    """Per-block stochastic depth: ``rate`` everywhere (DINOv2, DINOv3), or rising linearly from 0
+    in the first block to ``rate`` in the last (DINOv1)."""
+    if uniform:
+        return [rate] * depth
+    return [rate * i / max(depth - 1, 1) for i in range(depth)]
+
+
 class LayerScale(nn.Module):
     """Per-channel residual scaling (key ``gamma``)."""
 
