@@ -39,26 +39,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def segment(args: argparse.Namespace) -> Tuple[np.ndarray, float, float]:
-    """Run the model on ``args.img``.
+def check_inputs(args: argparse.Namespace) -> np.ndarray:
+    """Everything that can be wrong with the command line, before the model loads (seconds).
+
+    Returns:
+        The image, RGB.
+    """
+    from densedino.images import read_image
+    if not 0.0 <= args.opacity <= 1.0:
+        raise ValueError(f'--opacity must be in [0, 1], got {args.opacity}')
+    image = read_image(args.img)
+    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{what} file {path} does not exist')
+    if not cv2.haveImageWriter(args.out):
+        raise ValueError(f'--out {args.out}: use an image extension such as .png or .jpg')
+    return image
+
+
+def segment(args: argparse.Namespace, image: np.ndarray) -> Tuple[np.ndarray, float, float]:
+    """Run the model on ``image`` (RGB, read from ``args.img``).
 
     Returns:
         The overlay (RGB), and the seconds taken to load the model and to segment.
     """
     from densedino.apis import inference_model, init_model
     from densedino.visualization import draw_overlay
-    if not 0.0 <= args.opacity <= 1.0:
-        raise ValueError(f'--opacity must be in [0, 1], got {args.opacity}')
     start = time.perf_counter()
+    print(f'loading {osp.basename(args.checkpoint)} on {args.device}...', file=sys.stderr)
     model = init_model(args.config, args.checkpoint, device=args.device)
     loaded = time.perf_counter()
     result = inference_model(model, args.img)
     done = time.perf_counter()
-    image = cv2.imread(args.img, cv2.IMREAD_COLOR)[..., ::-1]  # readable: inference read it
     labels = result.pred_sem_seg.data[0].cpu().numpy()
     meta = model.dataset_meta
-    overlay = draw_overlay(np.ascontiguousarray(image), labels, meta['classes'],
-                           meta['palette'], opacity=args.opacity, legend=args.legend)
+    overlay = draw_overlay(image, labels, meta['classes'], meta['palette'], opacity=args.opacity,
+                           legend=args.legend)
     return overlay, loaded - start, done - loaded
 
 
@@ -91,7 +107,8 @@ def show(rgb: np.ndarray, title: str) -> None:
 
 def main(args: argparse.Namespace) -> None:
     import densedino  # noqa: F401  (compatibility fixes and registries)
-    overlay, load_s, infer_s = segment(args)
+    image = check_inputs(args)
+    overlay, load_s, infer_s = segment(args, image)
     write_image(args.out, overlay)
     h, w = overlay.shape[:2]
     print(f'wrote {args.out} ({w}x{h}); model loaded in {load_s:.2f} s, image segmented in '

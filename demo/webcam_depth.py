@@ -29,6 +29,8 @@ from densedino.cli import display_available, run_cli  # noqa: E402
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 WINDOW = 'densedino depth (q / Esc to quit)'
+#: video file extension -> the FourCC of the codec written
+VIDEO_CODECS = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +63,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log off (its backends print several ``[ WARN:0@..] ... can't open camera by
+    index`` lines when a camera is absent), so that our one-line message is the only one."""
+    logging_ = cv2.utils.logging
+    level = logging_.getLogLevel()
+    logging_.setLogLevel(logging_.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_.setLogLevel(level)
+
+
 class FrameSource:
     """Frames (BGR uint8) from a camera index, a video file or a folder of images."""
 
@@ -69,7 +84,8 @@ class FrameSource:
         self.capture: Optional[cv2.VideoCapture] = None
         self.files = None
         if source.isdigit():
-            self.capture = cv2.VideoCapture(int(source))
+            with opencv_quiet():
+                self.capture = cv2.VideoCapture(int(source))
             if not self.capture.isOpened():
                 raise RuntimeError(f'cannot open camera {source}: no camera at that index, no '
                                    'permission, or it is in use; pass a video file or an image '
@@ -81,7 +97,8 @@ class FrameSource:
                 raise RuntimeError(f'image folder {source} holds no images '
                                    f'({", ".join(IMAGE_EXTENSIONS)})')
         elif osp.isfile(source):
-            self.capture = cv2.VideoCapture(source)
+            with opencv_quiet():
+                self.capture = cv2.VideoCapture(source)
             if not self.capture.isOpened():
                 raise RuntimeError(f'cannot read video {source}: not a video OpenCV can decode')
         else:
@@ -170,7 +187,7 @@ class DepthRunner:
 def open_writer(path: str, fps: float, size: Tuple[int, int]) -> cv2.VideoWriter:
     """A video writer for ``path`` (.mp4: mp4v, .avi: MJPG); one-line error if it cannot open."""
     ext = osp.splitext(path)[1].lower()
-    codecs = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG'}
+    codecs = VIDEO_CODECS
     if ext not in codecs:
         raise ValueError(f'--out {path}: use a .mp4, .mov or .avi file name')
     folder = osp.dirname(path)
@@ -192,27 +209,52 @@ def draw_fps(panel: np.ndarray, fps: float, precision: str) -> None:
                 cv2.LINE_AA)
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Everything that can be wrong with the command line, before the model loads (seconds)."""
+    if (args.vmin is None) != (args.vmax is None):
+        raise ValueError('give both --vmin and --vmax for a fixed colour range, or neither')
+    if args.vmin is not None and not args.vmax > args.vmin:
+        raise ValueError(f'--vmax ({args.vmax}) must exceed --vmin ({args.vmin})')
+    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+        if path is not None and not osp.isfile(path):
+            raise FileNotFoundError(f'{what} file {path} does not exist')
+    if args.out and osp.splitext(args.out)[1].lower() not in VIDEO_CODECS:
+        raise ValueError(f'--out {args.out}: use a .mp4, .mov or .avi file name')
+
+
+def report_progress(frames: int, fps: float, started: float, last_report: float) -> float:
+    """A line on stderr every 5 s when there is no window to watch; returns the last report's
+    time."""
+    now = time.perf_counter()
+    if now - last_report < 5.0:
+        return last_report
+    print(f'{frames} frames, {fps:.1f} FPS ({now - started:.0f} s)', file=sys.stderr, flush=True)
+    return now
+
+
 def run(args: argparse.Namespace) -> dict:
     """The loop; returns frames processed, the model's and the loop's frame rates."""
     import torch
 
     from densedino.visualization import RangeSmoother, depth_panel
-    if (args.vmin is None) != (args.vmax is None):
-        raise ValueError('give both --vmin and --vmax for a fixed colour range, or neither')
-    if args.vmin is not None and not args.vmax > args.vmin:
-        raise ValueError(f'--vmax ({args.vmax}) must exceed --vmin ({args.vmin})')
+    check_inputs(args)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     show = args.show and display_available()
     if args.show and not show:
         print('no display available: running headless', file=sys.stderr)
     source = FrameSource(args.source)
+    print(f'loading {osp.basename(args.checkpoint or args.config)} on {device}...',
+          file=sys.stderr, flush=True)
     runner = DepthRunner(args.config, args.checkpoint, device, args.precision, args.flip)
     if args.checkpoint is None:
         print('no --checkpoint: the head is untrained, the depth is meaningless', file=sys.stderr)
+    print(f'running on {args.source} ({runner.precision})'
+          + ('; q or Esc in the window stops' if show else '; Ctrl-C stops'), file=sys.stderr,
+          flush=True)
     smoother = RangeSmoother(momentum=args.smooth)
     writer = None
     frames, model_seconds, fps = 0, 0.0, 0.0
-    start = last = time.perf_counter()
+    start = last = reported = time.perf_counter()
     try:
         for _, frame in source:
             t0 = time.perf_counter()
@@ -236,6 +278,8 @@ def run(args: argparse.Namespace) -> dict:
                     bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
                 writer.write(bgr)
             frames += 1
+            if not show:
+                reported = report_progress(frames, fps, start, reported)
             if show:
                 cv2.imshow(WINDOW, bgr)
                 if cv2.waitKey(1) & 0xFF in (ord('q'), 27):

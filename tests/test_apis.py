@@ -252,8 +252,9 @@ def test_demo_colours_each_class_with_the_dataset_palette(trained, tmp_path, sou
     palette = np.asarray(dataset.metainfo['palette'], np.uint8)
 
     img = trained.images[0]
-    args = _load_demo().parse_args([img, cfg_path, bare, '--opacity', '1', '--no-legend'])
-    overlay, _, _ = _load_demo().segment(args)
+    demo = _load_demo()
+    args = demo.parse_args([img, cfg_path, bare, '--opacity', '1', '--no-legend'])
+    overlay, _, _ = demo.segment(args, demo.check_inputs(args))
     labels = inference_model(init_model(cfg_path, bare), img).pred_sem_seg.data[0].numpy()
     present = classes_present(labels)
     assert present
@@ -262,17 +263,33 @@ def test_demo_colours_each_class_with_the_dataset_palette(trained, tmp_path, sou
                                       err_msg=f'class {k}')
 
 
-def test_demo_errors_are_one_line(trained, tmp_path, capsys):
-    """In process (a subprocess costs seconds of imports): run_cli's one-line stderr report."""
+def test_demo_errors_are_one_line_and_come_before_the_model_loads(trained, tmp_path, capsys,
+                                                                   monkeypatch):
+    """In process (a subprocess costs seconds of imports): run_cli's one-line stderr report,
+    given before any model is built (a bad command line costs no model load)."""
+    import densedino.apis
+
+    def no_model(*args, **kwargs):
+        raise AssertionError('the model was loaded before the inputs were checked')
+    monkeypatch.setattr(densedino.apis, 'init_model', no_model)
     demo = _load_demo()
     out, missing = str(tmp_path / 'o.png'), str(tmp_path / 'no.jpg')
+    not_image = tmp_path / 'notes.png'
+    not_image.write_text('not an image')
     cases = [
-        ([missing, '--out', out], f'InferenceError: image file {missing} does not exist'),
-        ([trained.images[0], '--out', out, '--opacity', '2'],
+        ([missing, trained.ckpt, '--out', out],
+         f'FileNotFoundError: image {missing} does not exist'),
+        ([str(not_image), trained.ckpt, '--out', out],
+         f'ValueError: cannot read image {not_image}: not an image format'),
+        ([trained.images[0], missing, '--out', out],
+         f'FileNotFoundError: checkpoint file {missing} does not exist'),
+        ([trained.images[0], trained.ckpt, '--out', str(tmp_path / 'o.txt')],
+         f'ValueError: --out {tmp_path / "o.txt"}: use an image extension'),
+        ([trained.images[0], trained.ckpt, '--out', out, '--opacity', '2'],
          'ValueError: --opacity must be in [0, 1], got 2.0'),
     ]
-    for (img, *options), expected in cases:
-        args = demo.parse_args([img, trained.cfg_path, trained.ckpt, *options])
+    for (img, ckpt, *options), expected in cases:
+        args = demo.parse_args([img, trained.cfg_path, ckpt, *options])
         with pytest.raises(SystemExit) as e:
             demo.run_cli(demo.main, args)
         assert e.value.code == 1
