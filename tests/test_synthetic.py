@@ -260,8 +260,10 @@ def test_progress_lines_in_a_log(tmp_path, capsys):
     """stderr that is not a terminal (a log file, CI) gets one plain line per tenth of the work."""
     write_nyu(tmp_path, num_train=20, num_test=0, config=SceneConfig(image_size=(32, 48)),
               progress=True)
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith('NYU train')]
-    assert [line.split(' ')[2] for line in lines] == [f'{i}/20' for i in range(2, 21, 2)]
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith('synthetic scenes, NYU layout, train: ')]
+    assert [line.split(': ')[1].split(' ')[0] for line in lines] == \
+        [f'{i}/20' for i in range(2, 21, 2)]
     assert lines[0].endswith('s left') and '(100%)' in lines[-1]
 
 

@@ -89,7 +89,7 @@ def write_ade20k(root: str | os.PathLike, *, num_train: int, num_val: int,
     splits = (('training', 'train', 0, num_train), ('validation', 'val', num_train, num_val))
     for folder, prefix, start, count in splits:
         lines = []
-        for i, sample in _samples(gen, start, count, progress, f'ADE20K {folder}'):
+        for i, sample in _samples(gen, start, count, progress, f'synthetic scenes, ADE20K layout, {folder}'):
             stem = f'ADE_{prefix}_{i + 1:08d}'
             _write_rgb(os.path.join(data_root, 'images', folder, stem + '.jpg'), sample.image)
             _write_png(os.path.join(data_root, 'annotations', folder, stem + '.png'), sample.seg + 1)
@@ -134,7 +134,7 @@ def write_nyu(root: str | os.PathLike, *, num_train: int, num_test: int, config:
     root = os.fspath(root)
     for split, start, count in (('train', 0, num_train), ('test', num_train, num_test)):
         lines = []
-        for i, sample in _samples(gen, start, count, progress, f'NYU {split}'):
+        for i, sample in _samples(gen, start, count, progress, f'synthetic scenes, NYU layout, {split}'):
             scene = f'{split}_{i // frames_per_scene:04d}'
             rgb, depth = f'{scene}/rgb_{i:05d}.jpg', f'{scene}/sync_depth_{i:05d}.png'
             _write_rgb(os.path.join(root, rgb), sample.image)
@@ -211,7 +211,7 @@ def write_kitti(root: str | os.PathLike, *, num_train: int, num_test: int, confi
     splits = (('train', 0, num_train, 1), ('test', num_train, num_test, first_test_drive))
     for split, start, count, drive0 in splits:
         lines = []
-        for i, sample in _samples(gen, start, count, progress, f'KITTI {split}'):
+        for i, sample in _samples(gen, start, count, progress, f'synthetic scenes, KITTI layout, {split}'):
             drive = f'2011_09_26_drive_{drive0 + i // frames_per_drive:04d}_sync'
             rgb = f'2011_09_26/{drive}/image_02/data/{i:010d}.png'
             gt = f'{drive}/proj_depth/groundtruth/image_02/{i:010d}.png'
