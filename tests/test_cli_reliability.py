@@ -32,7 +32,6 @@ def write_config(path, data_root, *, iters: int) -> str:
     cfg = Config.fromfile(osp.join(REPO, 'configs/seg/ade20k_linear.py'))
     cfg.model.backbone.update(checkpoint=None,
                               arch_overrides=dict(depth=4, embed_dim=32, num_heads=2))
-    cfg.model.decode_head.in_channels = [32] * len(cfg.model.decode_head.in_channels)
     cfg.model.data_preprocessor.size = (42, 56)
     cfg.model.test_cfg = ConfigDict(mode='whole')
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):

@@ -35,12 +35,10 @@ def tiny_depth_cfg(config: str, data_root: str, work_dir, *, iters: int = 2,
     cfg.work_dir = str(work_dir)
     cfg.model.backbone.update(checkpoint=None, out_indices=[0, 1] if 'linear4' in config
                               or 'dpt' in config else 'last', **TINY)
-    head = cfg.model.decode_head
+    head = cfg.model.decode_head  # its input widths follow the backbone ('auto')
     if head.type == 'DPTDepthHead':
         cfg.model.backbone.out_indices = [0, 1, 1, 1]
-        head.update(embed_dims=32, post_process_channels=[4, 8, 16, 32], channels=16)
-    else:
-        head.in_channels = [32] * (2 if 'linear4' in config else 1)
+        head.update(post_process_channels=[4, 8, 16, 32], channels=16)
     dataset_only = ('NYUCrop', 'KBCrop', 'RandomCrop')
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dl = cfg[loader]

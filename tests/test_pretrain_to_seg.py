@@ -20,9 +20,13 @@ def test_synthetic_linear_pretrained_matches_the_synthetic_pretraining():
     pre = Config.fromfile(osp.join(repo, 'configs/pretrain/synthetic_vits.py'))
     assert seg.model.backbone.arch == pre.model.arch
     assert seg.model.backbone.arch_overrides == pre.model.backbone_overrides
-    n_taps = len(seg.model.decode_head.in_channels)
-    assert seg.model.decode_head.in_channels == [pre.model.backbone_overrides.embed_dim] * n_taps
     assert seg.model.backbone.checkpoint.startswith('work_dirs/pretrain/synthetic_vits/')
+    from mmengine.registry import DefaultScope
+    from densedino.registry import MODELS
+    seg.model.backbone.checkpoint = None
+    with DefaultScope.overwrite_default_scope('densedino'):
+        head = MODELS.build(seg.model).decode_head  # its width comes from the backbone
+    assert head.bn.num_features == pre.model.backbone_overrides.embed_dim * 4  # 4 tapped blocks
 
 
 def test_exported_teacher_trains_under_synthetic_linear_pretrained(tmp_path):

@@ -4,6 +4,7 @@ import os
 import os.path as osp
 import subprocess
 import sys
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -27,8 +28,7 @@ def tiny_cfg(data_root, work_dir, *, iters=4, crop=(42, 56),
     """An ADE20K config shrunk to a 4-block, 32-wide backbone on a fixture folder."""
     cfg = Config.fromfile(osp.join(REPO, config))
     cfg.work_dir = str(work_dir)
-    cfg.model.backbone.update(checkpoint=None, **TINY_BACKBONE)
-    cfg.model.decode_head.in_channels = [32] * len(cfg.model.decode_head.in_channels)
+    cfg.model.backbone.update(checkpoint=None, **TINY_BACKBONE)  # the head's widths follow
     cfg.model.data_preprocessor.size = crop
     cfg.model.test_cfg = ConfigDict(mode='whole')
     train_pipeline = [
@@ -120,27 +120,63 @@ def test_resume_reproduces_the_uninterrupted_losses(ade_root, tmp_path):
     np.testing.assert_allclose(_losses(resumed)[-2:], reference[2:4], rtol=1e-5)
 
 
-def test_every_config_builds():
-    from mmengine.registry import init_default_scope
-    from densedino.registry import MODELS
-    init_default_scope('densedino')
-    paths = sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True))
-    # configs/pretrain/ (no backbone key) are built by tests/test_pretrain_model.py
-    paths = [p for p in paths if '_base_' not in p and osp.join('configs', 'pretrain', '') not in p]
-    built = 0
-    for path in paths:
-        cfg = Config.fromfile(path)
-        model_cfg = cfg.model.copy()
-        backbone = model_cfg.get('backbone', model_cfg.get('module', {}).get('backbone'))
-        backbone.checkpoint = None
-        backbone.arch_overrides = dict(depth=4)  # keeps 'four_last' / 'four_even' valid
-        model = MODELS.build(model_cfg)
-        assert model is not None, path
-        built += 1
-    assert built == len(paths) == EXPECTED_CONFIGS
-
-
+# Every segmentation and depth config (configs/pretrain/ are built by test_pretrain_model.py).
+MODEL_CONFIGS = sorted(osp.relpath(p, REPO) for d in ('seg', 'depth')
+                       for p in glob.glob(osp.join(REPO, 'configs', d, '*.py')))
 EXPECTED_CONFIGS = 22
+# 4 blocks keep 'four_last' / 'four_even' valid; Depth-Anything-V2's decoder has preset widths
+# for the released backbone widths only, so its configs get ViT-S's width.
+SMALL_ARCH = dict(depth=4, embed_dim=32, num_heads=2)
+SMALL_ARCH_FOR = {'depth_anything_v2': dict(depth=4, embed_dim=384, num_heads=6)}
+
+
+def small_model(path: str, options: Optional[dict] = None):
+    """The config's model on a small backbone (its own arch otherwise), in eval mode."""
+    from mmengine.registry import DefaultScope
+
+    from densedino.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO, path))
+    arch = next((v for k, v in SMALL_ARCH_FOR.items() if k in path), SMALL_ARCH)
+    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(arch))
+    cfg.merge_from_dict(options or {})
+    with DefaultScope.overwrite_default_scope('densedino'):
+        return MODELS.build(cfg.model).eval()
+
+
+def predict_small(model, batch: int = 1):
+    """``model.predict`` on random (batch, 3, 2p, 3p) inputs, p the patch size."""
+    from mmseg.structures import SegDataSample
+    size = (2 * model.backbone.patch_size, 3 * model.backbone.patch_size)
+    meta = dict(ori_shape=size, img_shape=size, pad_shape=size, padding_size=[0, 0, 0, 0])
+    with torch.no_grad():
+        return size, model.predict(torch.randn(batch, 3, *size),
+                                   [SegDataSample(metainfo=dict(meta)) for _ in range(batch)])
+
+
+@pytest.mark.parametrize('path', MODEL_CONFIGS)
+def test_every_config_builds(path):
+    """Every config builds on a small backbone (heads take its width) and predicts: class
+    logits or depth at the input size, depth inside the head's range."""
+    model = small_model(path)
+    size, samples = predict_small(model)
+    if 'configs/seg/' in path:
+        num_classes = Config.fromfile(osp.join(REPO, path)).model.decode_head.num_classes
+        assert samples[0].seg_logits.data.shape == (num_classes, *size)
+        assert samples[0].pred_sem_seg.data.shape == (1, *size)
+        return
+    depth = samples[0].pred_depth_map.data
+    assert depth.shape == (1, *size) and torch.isfinite(depth).all()
+    head = model.decode_head
+    if head.relative:
+        assert depth.min() >= 0 and 'depth_range' not in samples[0]
+    else:
+        tol = 1e-6 * head.max_depth  # float32 rounding of bilinear resizes and flip averages
+        assert head.min_depth - tol <= depth.min() <= depth.max() <= head.max_depth + tol
+        assert samples[0].depth_range == (head.min_depth, head.max_depth)
+
+
+def test_every_config_is_covered():
+    assert len(MODEL_CONFIGS) == EXPECTED_CONFIGS
 
 
 def test_bad_inputs_give_one_line_errors(ade_root, tmp_path):

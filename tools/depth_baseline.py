@@ -61,7 +61,11 @@ def main(args: argparse.Namespace) -> None:
     if evaluator.get('type') != 'DenseDepthMetric':
         raise ValueError(f'{args.config}: test_evaluator is {evaluator.get("type")}, not '
                          'DenseDepthMetric')
-    lo, hi, crop = evaluator.min_depth, evaluator.max_depth, evaluator.get('crop')
+    head = cfg.model.decode_head
+    # DenseDepthMetric evaluates in the head's range unless the evaluator gives a narrower one
+    lo = head.min_depth if evaluator.get('min_depth') is None else evaluator.min_depth
+    hi = head.max_depth if evaluator.get('max_depth') is None else evaluator.max_depth
+    crop = evaluator.get('crop')
     # Streamed: a running sum for the mean and a 1 mm histogram for the median, so a full
     # training split (NYU: 24k images, 7e9 pixels) never sits in memory at once.
     total, count = 0.0, 0

@@ -24,7 +24,9 @@ model = dict(
     data_preprocessor=data_preprocessor,
     backbone=dict(type='DinoBackbone', arch='dinov2_vits14', checkpoint=None,
                   out_indices='four_even', norm=True, frozen=True, pad_mode='center'),
-    decode_head=dict(type='DPTDepthHead', variant='depth_anything_v2', embed_dims=384,
+    # embed_dims='auto': the backbone's width; the decoder widths follow it (ViT-S: features
+    # 64, out_channels [48, 96, 192, 384])
+    decode_head=dict(type='DPTDepthHead', variant='depth_anything_v2', embed_dims='auto',
                      relative=True, align_corners=True),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'),

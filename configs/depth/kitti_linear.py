@@ -8,6 +8,7 @@ _base_ = [
 model = dict(
     backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
                   out_indices='last'),
-    decode_head=dict(in_channels=[384], min_depth=1e-3, max_depth=80.0))
+    # the depth range, stated once: the evaluator evaluates in the head's range
+    decode_head=dict(min_depth=1e-3, max_depth=80.0))
 # tools/test.py --show-dir: image | ground truth | prediction | colour bar in metres.
 visualizer = dict(type='DepthLocalVisualizer')

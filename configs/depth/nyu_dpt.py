@@ -8,7 +8,7 @@ _base_ = [
 model = dict(
     backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
                   out_indices='four_even'),
-    decode_head=dict(embed_dims=384, post_process_channels=[48, 96, 192, 384],
-                     min_depth=1e-3, max_depth=10.0))
+    # the depth range, stated once: the evaluator evaluates in the head's range
+    decode_head=dict(min_depth=1e-3, max_depth=10.0))
 # tools/test.py --show-dir: image | ground truth | prediction | colour bar in metres.
 visualizer = dict(type='DepthLocalVisualizer')

@@ -14,8 +14,8 @@ model = dict(
     backbone=dict(arch='dinov3_vits16',
                   checkpoint='checkpoints/dinov3_vits16_pretrain_lvd1689m-08c60483.pth',
                   out_indices='last', norm=True),
-    decode_head=dict(in_channels=[384], use_cls_token=False, upsample=1, use_norm=True,
-                     min_depth=1e-3, max_depth=10.0,
+    decode_head=dict(use_cls_token=False, upsample=1, use_norm=True,
+                     min_depth=1e-3, max_depth=10.0,  # also the evaluation range
                      loss_decode=dict(type='SigLoss', variant='dinov2', warm_up=True,
                                       warm_iter=100, loss_weight=1.0)))
 # tools/test.py --show-dir: image | ground truth | prediction | colour bar in metres.

@@ -8,7 +8,7 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(arch='dinov2_vits14', checkpoint=None, out_indices='four_last'),
-    decode_head=dict(in_channels=[384] * 4, min_depth=1e-3, max_depth=10.0,
+    decode_head=dict(min_depth=1e-3, max_depth=10.0,  # also the evaluation range
                      loss_decode=dict(type='SigLoss', variant='dinov2', warm_up=True,
                                       warm_iter=20, loss_weight=1.0)),
     test_cfg=dict(mode='whole', flip=True))

@@ -1,12 +1,8 @@
-# DINOv2 ViT-G/14, ADE20K linear protocol: frozen backbone, last block (final norm),
-# BatchNorm + 1x1 conv, crop 512, 40k iterations at batch 16, sliding-window test 512 / 341.
+# DINOv2 ViT-G/14, ADE20K linear protocol: configs/seg/ade20k_linear.py with the ViT-G/14
+# backbone (the head takes its width from it).
 # Reproduces: DINOv2 paper, ADE20K linear mIoU 49.0 (docs/protocols.md section 6).
 # Weights: dinov2_vitg14_pretrain.pth from the DINOv2 release (pass its path below or with
 # --cfg-options model.backbone.checkpoint=PATH).
-_base_ = [
-    '../_base_/models/dino_linear_seg.py', '../_base_/datasets/ade20k_512.py',
-    '../_base_/schedules/dinov2_40k.py', '../_base_/default_runtime.py'
-]
+_base_ = ['./ade20k_linear.py']
 model = dict(
-    backbone=dict(arch='dinov2_vitg14', checkpoint='checkpoints/dinov2_vitg14_pretrain.pth'),
-    decode_head=dict(in_channels=[1536], num_classes=150))
+    backbone=dict(arch='dinov2_vitg14', checkpoint='checkpoints/dinov2_vitg14_pretrain.pth'))

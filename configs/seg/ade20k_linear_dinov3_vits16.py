@@ -10,8 +10,7 @@ _base_ = [
 model = dict(
     backbone=dict(arch='dinov3_vits16',
                   checkpoint='checkpoints/dinov3_vits16_pretrain_lvd1689m-08c60483.pth'),
-    decode_head=dict(in_channels=[384], num_classes=150, dropout_ratio=0.1,
-                     dropout_before_norm=True))
+    decode_head=dict(num_classes=150, dropout_ratio=0.1, dropout_before_norm=True))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),

@@ -9,5 +9,5 @@ _base_ = [
 model = dict(
     data_preprocessor=dict(size=(512, 1024)),
     backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth'),
-    decode_head=dict(in_channels=[384], num_classes=19),
+    decode_head=dict(num_classes=19),
     test_cfg=dict(mode='slide', crop_size=(512, 1024), stride=(341, 683)))

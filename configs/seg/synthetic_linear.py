@@ -8,7 +8,7 @@ _base_ = [
 model = dict(
     data_preprocessor=dict(size=None, size_divisor=14),
     backbone=dict(arch='dinov2_vits14', checkpoint=None, out_indices='four_last', frozen=True),
-    decode_head=dict(in_channels=[384] * 4, num_classes=9),
+    decode_head=dict(num_classes=9),
     test_cfg=dict(mode='whole'))
 optim_wrapper = dict(type='OptimWrapper',
                      optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=1e-4))

@@ -4,9 +4,8 @@
 #       --arch dinov2_vits14 --overrides depth=4 embed_dim=192 num_heads=3 img_size=112 \
 #       --out work_dirs/pretrain/synthetic_vits/teacher.pth
 # The architecture overrides are those of the pretraining run (4 blocks, width 192, 112 px
-# position grid, interpolated to the segmentation crops).
+# position grid, interpolated to the segmentation crops); the head takes the width 192 from it.
 _base_ = ['./synthetic_linear.py']
 model = dict(
     backbone=dict(checkpoint='work_dirs/pretrain/synthetic_vits/teacher.pth',
-                  arch_overrides=dict(depth=4, embed_dim=192, num_heads=3, img_size=112)),
-    decode_head=dict(in_channels=[192] * 4))
+                  arch_overrides=dict(depth=4, embed_dim=192, num_heads=3, img_size=112)))

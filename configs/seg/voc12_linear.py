@@ -7,4 +7,4 @@ _base_ = [
 ]
 model = dict(
     backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth'),
-    decode_head=dict(in_channels=[384], num_classes=21))
+    decode_head=dict(num_classes=21))

@@ -14,7 +14,7 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
                   out_indices='four_last'),
-    decode_head=dict(in_channels=[384] * 4, num_classes=21),
+    decode_head=dict(num_classes=21),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(320, 320)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),

@@ -18,6 +18,9 @@ from .depth_functional import (
 )
 
 logger = logging.getLogger(__name__)
+# Metainfo key of the model's (min_depth, max_depth) on each prediction, set by
+# densedino.models.DinoDepthEstimator (evaluation does not import models).
+DEPTH_RANGE_KEY = 'depth_range'
 
 
 @METRICS.register_module()
@@ -34,9 +37,17 @@ class DenseDepthMetric(BaseMetric):
     (predictions only) are skipped silently. ``silog`` is the toolbox / DINOv3 x100 convention,
     ``silog_mmseg`` the mmseg / Depth-Anything one (see ``depth_metrics``).
 
+    The evaluation range is the model's by default: ``DinoDepthEstimator`` attaches its head's
+    ``(min_depth, max_depth)`` to every prediction (metainfo ``depth_range``), so the configs state
+    the range once, in ``model.decode_head``, and an override of it (``--cfg-options
+    model.decode_head.max_depth=20``) moves the evaluation with it. Bounds given here replace the
+    model's, e.g. to score a 20 m model on NYUv2's 10 m; they must lie inside the model's range
+    (a model clamped at 10 m cannot be scored up to 80 m), else a one-line error names both.
+
     Args:
-        min_depth: lower evaluation bound in metres (> 0), e.g. 1e-3.
-        max_depth: upper evaluation bound in metres, e.g. 10 (NYUv2) or 80 (KITTI).
+        min_depth: lower evaluation bound in metres (> 0), e.g. 1e-3; None: the model's.
+        max_depth: upper evaluation bound in metres, e.g. 10 (NYUv2) or 80 (KITTI); None: the
+            model's. Give both or neither.
         crop: None or one of ``DEPTH_CROPS`` ('nyu_eigen', 'kitti_garg', 'kitti_eigen').
         metrics: names to report, a subset of ``DEPTH_METRIC_KEYS``; None reports all.
         collect_device: 'cpu' or 'gpu', where results are gathered across ranks.
@@ -53,7 +64,8 @@ class DenseDepthMetric(BaseMetric):
     # '' (not None): keys stay unprefixed like mmseg's metrics, without BaseMetric's warning
     default_prefix: str | None = ''
 
-    def __init__(self, *, min_depth: float, max_depth: float, crop: str | None = None,
+    def __init__(self, *, min_depth: float | None = None, max_depth: float | None = None,
+                 crop: str | None = None,
                  metrics: str | Sequence[str] | None = None,
                  collect_device: str = 'cpu', prefix: str | None = None,
                  output_dir: str | None = None, output_scale: float = 256.0,
@@ -63,9 +75,17 @@ class DenseDepthMetric(BaseMetric):
             raise ValueError(f'DenseDepthMetric output_scale must be > 0, got {output_scale}')
         self.output_dir, self.output_scale = output_dir, float(output_scale)
         self.data_root = data_root
-        check_depth_range(min_depth, max_depth)
+        if (min_depth is None) != (max_depth is None):
+            raise ValueError('DenseDepthMetric: give both min_depth and max_depth, or neither '
+                             f'(to evaluate in the model\'s range), got min_depth={min_depth!r}, '
+                             f'max_depth={max_depth!r}')
+        if min_depth is not None:
+            check_depth_range(min_depth, max_depth)
+            min_depth, max_depth = float(min_depth), float(max_depth)
         check_crop(crop)
-        self.min_depth, self.max_depth, self.crop = float(min_depth), float(max_depth), crop
+        self.min_depth, self.max_depth, self.crop = min_depth, max_depth, crop
+        # the range the last image was scored in (the configured one, or the model's)
+        self._used_range: tuple[float, float] | None = None
         self.metrics = self._check_metric_names(metrics)
         self._warned: set[str] = set()
 
@@ -103,9 +123,9 @@ class DenseDepthMetric(BaseMetric):
                                      'has_gt': 0})
                 continue
             gt = _depth_map(sample, 'gt_depth_map')
+            lo, hi = self._used_range = self._range_for(sample)
             try:
-                scores = depth_metrics(pred, gt, min_depth=self.min_depth,
-                                       max_depth=self.max_depth, crop=self.crop)
+                scores = depth_metrics(pred, gt, min_depth=lo, max_depth=hi, crop=self.crop)
             except ValueError as err:
                 raise ValueError(f'{_image_name(sample)}: {err}') from None
             if scores['n_valid'] == 0:
@@ -113,8 +133,34 @@ class DenseDepthMetric(BaseMetric):
             self.results.append({**{k: scores[k] for k in self.metrics},
                                  'n_valid': scores['n_valid'], 'has_gt': 1})
 
+    def _range_for(self, sample: Mapping) -> tuple[float, float]:
+        """The configured range, else the model's (``depth_range``), checked against each other.
+
+        Raises:
+            ValueError: (one line) no range anywhere, or a configured one outside the model's.
+        """
+        model_range = sample.get(DEPTH_RANGE_KEY)
+        if self.min_depth is None:
+            if model_range is None:
+                raise ValueError(f'DenseDepthMetric: {_image_name(sample)} carries no depth range '
+                                 '(a relative model or a model other than DinoDepthEstimator): '
+                                 'give the evaluator min_depth and max_depth')
+            lo, hi = (float(v) for v in model_range)
+            check_depth_range(lo, hi)
+            return lo, hi
+        if model_range is not None and not (
+                model_range[0] <= self.min_depth < self.max_depth <= model_range[1]):
+            raise ValueError(f'DenseDepthMetric evaluates {self.min_depth:g}-{self.max_depth:g} m '
+                             f'but the model predicts {model_range[0]:g}-{model_range[1]:g} m '
+                             '(model.decode_head.min_depth / max_depth): drop the evaluator\'s '
+                             'min_depth / max_depth to evaluate in the model\'s range')
+        return self.min_depth, self.max_depth
+
     def _range_text(self) -> str:
-        return f'{self.min_depth:g} m < gt < {self.max_depth:g} m inside crop {self.crop}'
+        lo, hi = self._used_range or (self.min_depth, self.max_depth)
+        if lo is None:
+            return f"the model's depth range inside crop {self.crop}"
+        return f'{lo:g} m < gt < {hi:g} m inside crop {self.crop}'
 
     def _warn_no_valid_pixel(self, sample: Mapping) -> None:
         name = str(sample.get('depth_map_path') or _image_name(sample))

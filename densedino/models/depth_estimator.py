@@ -1,23 +1,31 @@
 """The depth model: backbone + depth head on mmseg's segmentor contract.
 
-``DinoDepthEstimator`` reuses mmseg's ``EncoderDecoder`` for feature extraction, training and the
-sliding window, and replaces what depth needs differently: flip averaging for either inference
-mode, the metric clamp, and ``pred_depth_map`` outputs resized to the ground truth (original
-image) size. mmseg's own ``DepthEstimator`` is not used: its ``inference`` runs whole-image
-inference whenever ``mode='slide'`` is asked for, and it only flips in a slide mode.
+``DinoDepthEstimator`` reuses mmseg's ``EncoderDecoder`` (densedino's, which fits the head's
+input widths to the backbone) for feature extraction, training and the sliding window, and
+replaces what depth needs differently: flip averaging for either inference mode, the metric
+clamp, and ``pred_depth_map`` outputs resized to the ground truth (original image) size.
+mmseg's own ``DepthEstimator`` is not used: its ``inference`` runs whole-image inference
+whenever ``mode='slide'`` is asked for, and it only flips in a slide mode.
+
+Each prediction of a metric head carries the head's range as metainfo ``depth_range``
+(``(min_depth, max_depth)``): ``DenseDepthMetric`` evaluates in it unless its config gives
+bounds, so the range is stated once, in ``model.decode_head``.
 """
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.config import ConfigDict
 from mmengine.structures import PixelData
-from mmseg.models.segmentors import EncoderDecoder
 from mmseg.structures import SegDataSample
 
 from ..registry import MODELS
+from .segmentor import EncoderDecoder
 
 INFERENCE_MODES = ('whole', 'slide')
+# Metainfo key of the head's (min_depth, max_depth) on every metric prediction; DenseDepthMetric
+# reads it under the same name (models and evaluation do not import each other).
+DEPTH_RANGE_KEY = 'depth_range'
 
 
 @MODELS.register_module()
@@ -79,12 +87,20 @@ class DinoDepthEstimator(EncoderDecoder):
             depth = (depth + flipped) / 2
         return depth
 
+    def depth_range(self) -> Optional[Tuple[float, float]]:
+        """The head's ``(min_depth, max_depth)``; None for relative heads (no metric range)."""
+        head = self.decode_head
+        return None if head.relative else (head.min_depth, head.max_depth)
+
     def postprocess_result(self, depth: torch.Tensor,
                            data_samples: Optional[List[SegDataSample]] = None
                            ) -> List[SegDataSample]:
-        """Cut padding, undo a pipeline flip, resize to the original size; set ``pred_depth_map``."""
+        """Cut padding, undo a pipeline flip, resize to the original size; set ``pred_depth_map``
+        and the head's range (metainfo ``depth_range``, which the depth metric evaluates in)."""
+        depth_range = self.depth_range()
+        info = {} if depth_range is None else {DEPTH_RANGE_KEY: depth_range}
         if data_samples is None:
-            return [SegDataSample(pred_depth_map=PixelData(data=d)) for d in depth]
+            return [SegDataSample(pred_depth_map=PixelData(data=d), metainfo=info) for d in depth]
         height, width = depth.shape[-2:]
         for i, sample in enumerate(data_samples):
             meta = sample.metainfo
@@ -99,4 +115,5 @@ class DinoDepthEstimator(EncoderDecoder):
                 d = F.interpolate(d, size=tuple(meta['ori_shape'][:2]), mode='bilinear',
                                   align_corners=self.align_corners)
             sample.set_data({'pred_depth_map': PixelData(data=d[0])})
+            sample.set_metainfo(info)
         return data_samples

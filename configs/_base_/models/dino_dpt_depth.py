@@ -14,8 +14,10 @@ model = dict(
     backbone=dict(type='DinoBackbone', arch='dinov2_vits14', checkpoint=None,
                   out_indices='four_even', norm=False, frozen=True, pad_mode='center'),
     decode_head=dict(
-        type='DPTDepthHead', variant='dinov2', embed_dims=384,
-        post_process_channels=[48, 96, 192, 384], channels=256, readout_type='project',
+        # embed_dims='auto': the backbone's width D (set by the model); the 'dinov2' variant
+        # then gives DINOv2's widths for it: channels 256, post_process_channels [D/8, D/4,
+        # D/2, D]. [min_depth, max_depth] is also the range DenseDepthMetric evaluates in.
+        type='DPTDepthHead', variant='dinov2', embed_dims='auto', readout_type='project',
         min_depth=1e-3, max_depth=10.0,
         loss_decode=dict(type='SigLoss', variant='dinov2', warm_up=True, warm_iter=100,
                          loss_weight=10.0)),

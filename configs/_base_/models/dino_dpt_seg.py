@@ -10,8 +10,10 @@ model = dict(
     backbone=dict(type='DinoBackbone', arch='dinov2_vits14', checkpoint=None,
                   out_indices='four_even', norm=True, frozen=True, pad_mode='center'),
     decode_head=dict(
-        type='DPTHead', in_channels=(384, 384, 384, 384), in_index=(0, 1, 2, 3),
-        input_transform='multiple_select', channels=256, embed_dims=384,
+        # in_channels / embed_dims 'auto': the backbone's width (set by the model); the
+        # decoder's own widths (channels, post_process_channels) do not depend on the arch
+        type='DPTHead', in_channels='auto', in_index=(0, 1, 2, 3),
+        input_transform='multiple_select', channels=256, embed_dims='auto',
         post_process_channels=[48, 96, 192, 384], readout_type='project', num_classes=150,
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),

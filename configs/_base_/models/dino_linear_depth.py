@@ -15,7 +15,9 @@ model = dict(
     backbone=dict(type='DinoBackbone', arch='dinov2_vits14', checkpoint=None, out_indices='last',
                   norm=False, frozen=True, pad_mode='center'),
     decode_head=dict(
-        type='LinearDepthHead', in_channels=[384], use_cls_token=True, upsample=4,
+        # in_channels='auto': the backbone's width at each tapped block (set by the model);
+        # [min_depth, max_depth] is also the range DenseDepthMetric evaluates in
+        type='LinearDepthHead', in_channels='auto', use_cls_token=True, upsample=4,
         classify=True, n_bins=256, bins_strategy='UD', norm_strategy='linear',
         min_depth=1e-3, max_depth=10.0, align_corners=False,
         loss_decode=dict(type='SigLoss', variant='dinov2', warm_up=True, warm_iter=100,

@@ -10,7 +10,8 @@ model = dict(
     backbone=dict(type='DinoBackbone', arch='dinov2_vits14', checkpoint=None, out_indices='last',
                   norm=True, frozen=True, pad_mode='center'),
     decode_head=dict(
-        type='LinearSegHead', in_channels=[384], num_classes=150, dropout_ratio=0.0,
+        # in_channels='auto': the backbone's width at each tapped block (set by the model)
+        type='LinearSegHead', in_channels='auto', num_classes=150, dropout_ratio=0.0,
         align_corners=False,
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     train_cfg=dict(),

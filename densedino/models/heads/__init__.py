@@ -4,7 +4,8 @@ from .depth_base import DepthHead, gt_depth_batch
 from .depth_dpt import DPTDepthHead
 from .depth_linear import LinearDepthHead
 from .features import block_maps, resize_concat
+from .input_widths import resolve_input_widths
 from .linear import LinearSegHead
 
 __all__ = ['block_maps', 'resize_concat', 'LinearSegHead', 'DepthHead', 'gt_depth_batch',
-           'load_head_checkpoint', 'DPTDepthHead', 'LinearDepthHead']
+           'load_head_checkpoint', 'DPTDepthHead', 'LinearDepthHead', 'resolve_input_widths']

@@ -34,6 +34,7 @@ from torch import nn
 from ...registry import MODELS
 from .depth_base import DepthHead
 from .features import block_maps
+from .input_widths import AUTO, require_resolved
 
 READOUT_TYPES = ('ignore', 'add', 'project')
 FUSION_UPSAMPLES = ('x2', 'next')
@@ -205,7 +206,8 @@ class DPTDepthHead(DepthHead):
     them can be set to override it.
 
     Args:
-        embed_dims: Backbone width D (384 for ViT-S).
+        embed_dims: Backbone width D (384 for ViT-S), or 'auto' (default): the backbone's, filled
+            in by the depth model that builds the head (``input_widths``).
         variant: 'dinov2' (the head of ``dinov2_vit*14_*_dpt_head.pth``; feed it blocks without
             final norm, with class tokens) or 'depth_anything_v2' (feed it normed blocks).
         channels: Fusion width (DINOv2 256; Depth-Anything-V2 S/B/L/G 64/128/256/384).
@@ -234,7 +236,9 @@ class DPTDepthHead(DepthHead):
         from the level at 1/2 the grid).
     """
 
-    def __init__(self, *, embed_dims: int = 384, variant: str = 'dinov2',
+    input_width_args = ('embed_dims',)
+
+    def __init__(self, *, embed_dims: int | str = AUTO, variant: str = 'dinov2',
                  channels: int | None = None,
                  post_process_channels: Sequence[int] | None = None,
                  readout_type: str | None = None, unit_bias: bool | None = None,
@@ -244,6 +248,7 @@ class DPTDepthHead(DepthHead):
                  in_index: Sequence[int] = (0, 1, 2, 3), **kwargs) -> None:
         super().__init__(**kwargs)
         _check_choice('variant', variant, VARIANTS)
+        require_resolved(embed_dims, 'embed_dims', type(self).__name__)
         given = {'channels': channels, 'post_process_channels': post_process_channels,
                  'readout_type': readout_type, 'unit_bias': unit_bias,
                  'fusion_upsample': fusion_upsample, 'final_project': final_project,

@@ -9,6 +9,7 @@ from ...registry import MODELS
 from .depth_base import DepthHead
 from .depth_bins import NORM_STRATEGIES, bins_to_depth, depth_bins
 from .features import block_maps, resize_concat
+from .input_widths import AUTO, block_widths
 
 
 @MODELS.register_module()
@@ -38,7 +39,8 @@ class LinearDepthHead(DepthHead):
     heads) do; DINOv2's depth toolbox left PyTorch's default conv init.
 
     Args:
-        in_channels: Channels of each tapped block (an int for one block).
+        in_channels: Channels of each tapped block (an int for one block), or 'auto': the
+            backbone's, filled in by the depth model that builds the head (``input_widths``).
         in_index: Which backbone outputs to use (all by default).
         use_cls_token: Append the class token to every position (channels x2; DINOv2).
         upsample: Bilinear upsampling factor of the output over the token grid (DINOv2: 4).
@@ -54,16 +56,15 @@ class LinearDepthHead(DepthHead):
             ``align_corners`` ...).
     """
 
-    def __init__(self, in_channels: Union[int, Sequence[int]], *,
+    input_width_args = ('in_channels',)
+
+    def __init__(self, in_channels: Union[str, int, Sequence[int]] = AUTO, *,
                  in_index: Optional[Sequence[int]] = None, use_cls_token: bool = True,
                  upsample: int = 4, classify: bool = True, n_bins: int = 256,
                  bins_strategy: str = 'UD', norm_strategy: str = 'linear', use_norm: bool = False,
                  dropout_ratio: float = 0.0, dropout_before_norm: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        per_block = [in_channels] if isinstance(in_channels, int) else list(in_channels)
-        if in_index is not None and len(in_index) != len(per_block):
-            raise ValueError(f'in_index {list(in_index)} and in_channels {per_block} differ '
-                             'in length')
+        per_block = block_widths(in_channels, in_index, type(self).__name__)
         if upsample < 1 or int(upsample) != upsample:
             raise ValueError(f'upsample must be a positive integer, got {upsample}')
         if classify and norm_strategy not in NORM_STRATEGIES:

@@ -8,6 +8,7 @@ from torch import nn
 from ...registry import MODELS
 from ..losses import upsampled_cross_entropy
 from .features import block_maps, resize_concat
+from .input_widths import block_widths
 
 
 @MODELS.register_module()
@@ -18,7 +19,8 @@ class LinearSegHead(BaseDecodeHead):
     ``*_linear_head.pth`` / ``*_ms_head.pth`` files load into it.
 
     Args:
-        in_channels: Channels of each tapped block (an int for one block).
+        in_channels: Channels of each tapped block (an int for one block), or 'auto': the
+            backbone's, filled in by the segmentor that builds the head (``input_widths``).
         num_classes: Number of classes.
         in_index: Which backbone outputs to use (all by default).
         use_cls_token: Append the class token to every position (channels x2).
@@ -31,14 +33,13 @@ class LinearSegHead(BaseDecodeHead):
             ...).
     """
 
-    def __init__(self, in_channels: Union[int, Sequence[int]], num_classes: int, *,
+    input_width_args = ('in_channels',)
+
+    def __init__(self, in_channels: Union[str, int, Sequence[int]], num_classes: int, *,
                  in_index: Optional[Sequence[int]] = None, use_cls_token: bool = False,
                  dropout_ratio: float = 0.0, dropout_before_norm: bool = False,
                  use_norm: bool = True, **kwargs) -> None:
-        per_block = [in_channels] if isinstance(in_channels, int) else list(in_channels)
-        if in_index is not None and len(in_index) != len(per_block):
-            raise ValueError(f'in_index {list(in_index)} and in_channels {per_block} differ '
-                             'in length')
+        per_block = block_widths(in_channels, in_index, type(self).__name__)
         channels = sum(per_block) * (2 if use_cls_token else 1)
         super().__init__(in_channels=channels, channels=channels, num_classes=num_classes,
                          dropout_ratio=dropout_ratio, **kwargs)
