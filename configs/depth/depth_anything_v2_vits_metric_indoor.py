@@ -4,7 +4,7 @@
 # Weights (whole model, backbone + head), either of:
 #   depth_anything_v2_metric_hypersim_vits.pth (official release: pretrained.* + depth_head.*)
 #   depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf (Hugging Face directory)
-# Load them with densedino.models.depth_anything.load_depth_anything_v2(model, PATH).
+# Load them with densedino.models.load_depth_anything_v2(model, PATH).
 # Everything else (backbone, test pipeline, position resampling) as the relative model's config;
 # predictions are clamped to [min_depth, max_depth].
 _base_ = ['./depth_anything_v2_vits_relative.py']

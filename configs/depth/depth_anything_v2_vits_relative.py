@@ -4,7 +4,7 @@
 # Weights (whole model, backbone + head), either of:
 #   depth_anything_v2_vits.pth (official release: pretrained.* + depth_head.* keys)
 #   depth-anything/Depth-Anything-V2-Small-hf (Hugging Face directory)
-# Load them with densedino.models.depth_anything.load_depth_anything_v2(model, PATH).
+# Load them with densedino.models.load_depth_anything_v2(model, PATH).
 # The backbone resamples positions as the official DINOv2 code does (+0.1 offset), like the
 # official Depth-Anything-V2 model; transformers' port resamples without it, so its outputs off
 # the 518 px grid differ slightly: set

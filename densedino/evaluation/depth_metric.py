@@ -8,6 +8,7 @@ from typing import Any
 
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
+from prettytable import PrettyTable
 
 from ..registry import METRICS
 from .depth_functional import (
@@ -235,9 +236,8 @@ def _depth_map(sample: Mapping, key: str) -> Any:
 
 
 def _table(values: dict[str, float]) -> str:
-    """Two aligned plain-text rows: metric names and values (5 decimals)."""
-    cells = [(name, f'{value:.5f}') for name, value in values.items()]
-    widths = [max(len(name), len(text)) for name, text in cells]
-    header = ' | '.join(name.rjust(w) for (name, _), w in zip(cells, widths))
-    row = ' | '.join(text.rjust(w) for (_, text), w in zip(cells, widths))
-    return f'{header}\n{"-" * len(header)}\n{row}'
+    """The metrics as a one-row table (5 decimals), drawn as mmseg's IoUMetric draws its own."""
+    table = PrettyTable(field_names=list(values))
+    table.add_row([f'{value:.5f}' for value in values.values()])
+    table.align = 'r'
+    return table.get_string()

@@ -21,7 +21,7 @@ option                        ``'dinov2'``                ``'depth_anything_v2'`
 
 Module names follow mmseg's ``DPTHead`` and DINOv2's ``conv_depth`` so that
 ``dinov2_vit*14_{nyu,kitti}_dpt_head.pth`` load strictly; Depth-Anything-V2 files are renamed to
-them by :mod:`densedino.models.depth_anything`.
+them by :func:`densedino.models.load_depth_anything_v2`.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from torch import nn
 
 from ...registry import MODELS
 from .depth_base import DepthHead
-from .features import block_maps
-from .input_widths import AUTO, require_resolved
+from .inputs import block_maps
+from .inputs import AUTO, require_resolved
 
 READOUT_TYPES = ('ignore', 'add', 'project')
 FUSION_UPSAMPLES = ('x2', 'next')

@@ -8,8 +8,8 @@ from torch import nn
 from ...registry import MODELS
 from .depth_base import DepthHead
 from .depth_bins import NORM_STRATEGIES, bins_to_depth, depth_bins
-from .features import block_maps, resize_concat
-from .input_widths import AUTO, block_widths
+from .inputs import block_maps, resize_concat
+from .inputs import AUTO, block_widths
 
 
 @MODELS.register_module()

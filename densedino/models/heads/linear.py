@@ -7,8 +7,8 @@ from torch import nn
 
 from ...registry import MODELS
 from ..losses import upsampled_cross_entropy
-from .features import block_maps, resize_concat
-from .input_widths import block_widths
+from .inputs import block_maps, resize_concat
+from .inputs import block_widths
 
 
 @MODELS.register_module()
