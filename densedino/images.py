@@ -74,3 +74,6 @@ def input_normalisation(backbone, mean: Optional[Sequence[float]] = None,
     if std is None:
         std = preset.std if preset is not None else IMAGENET_STD
     return mean, std
+
+
+__all__ = ['PreparedImage', 'read_image', 'prepare_image', 'input_normalisation']

@@ -21,6 +21,7 @@ from densedino.datasets import (
     NYUCrop,
     NYUDepthDataset,
     NYUFolderDepthDataset,
+    RandomDepthRotate,
     SceneConfig,
     write_nyu,
 )
@@ -34,8 +35,6 @@ from .depth_fixtures import (
     write_nyu_mmseg_folder,
     write_nyu_split,
 )
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 META_KEYS = ('img_path', 'depth_map_path', 'focal', 'depth_scale', 'ori_shape', 'img_shape', 'flip',
              'flip_direction')
@@ -167,14 +166,13 @@ def test_datasets_build_from_config_dicts_with_densedino_transforms(nyu_root, ki
     assert TRANSFORMS.get('LoadDepthAnnotation') is LoadDepthAnnotation
     for name in ('RandomFlip', 'RandomCrop', 'Resize'):  # mmseg's, which move every seg field
         assert TRANSFORMS.get(name).__module__ == 'mmseg.datasets.transforms.transforms', name
-    pipeline = _pack(dict(type='NYUCrop'), dict(type='KBCrop'),
-                     dict(type='RandomRotate', prob=0.5, degree=2.5, seg_pad_val=0),
+    pipeline = _pack(dict(type='NYUCrop'), dict(type='KBCrop'), dict(type='RandomDepthRotate'),
                      dict(type='DepthColorJitter'))
     nyu = DATASETS.build(dict(type='NYUDepthDataset', data_root=nyu_root, split_file='nyu_train.txt',
                               pipeline=pipeline, lazy_init=True))
     assert isinstance(nyu, NYUDepthDataset)
     assert [type(t) for t in nyu.pipeline.transforms[1:-1]] == [
-        LoadDepthAnnotation, NYUCrop, KBCrop, TRANSFORMS.get('RandomRotate'), DepthColorJitter]
+        LoadDepthAnnotation, NYUCrop, KBCrop, RandomDepthRotate, DepthColorJitter]
     kitti = DATASETS.build(dict(type='KITTIEigenDepthDataset', data_root=kitti_root,
                                 split_file='kitti_eigen_train.txt', test_mode=True, pipeline=_pack()))
     assert len(kitti) == 2 and kitti[0]['data_samples'].gt_depth_map.data.shape == (1, *KITTI_SIZE)
@@ -245,7 +243,7 @@ def test_nyu_pipeline_flip_crop_rotate_pack_gives_exact_metres(nyu_root):
     ds = DATASETS.build(dict(type='NYUDepthDataset', data_root=nyu_root, split_file='nyu_train.txt',
                              pipeline=_pack(dict(type='RandomFlip', prob=1.0),
                                             dict(type='RandomCrop', crop_size=(32, 40)),
-                                            dict(type='RandomRotate', prob=0.0, degree=1.0))))
+                                            dict(type='RandomDepthRotate', max_angle=0.0, prob=1.0))))
     out = ds[1]
     sample = out['data_samples']
     info = ds.get_data_info(1)
@@ -276,8 +274,7 @@ def test_kitti_sparse_zeros_stay_zeros(kitti_root):
     np.random.seed(1)
     ds = KITTIEigenDepthDataset(kitti_root, split_file='kitti_eigen_train.txt',
                                 pipeline=_pack(dict(type='RandomFlip', prob=1.0),
-                                               dict(type='RandomRotate', prob=1.0, degree=3.0,
-                                                    seg_pad_val=0)))
+                                               dict(type='RandomDepthRotate', max_angle=3.0, prob=1.0)))
     out = ds[0]
     gt = out['data_samples'].gt_depth_map.data[0].numpy()
     png = _png(ds.get_data_info(0)['depth_map_path'])
@@ -376,30 +373,31 @@ def test_nyu_crop_exact_box():
         NYUCrop()(mismatched)
 
 
-def test_depth_configs_rotate_with_no_measurement_outside():
-    """Every shipped depth pipeline rotates with mmseg's RandomRotate, filling depth with 0."""
-    from mmengine.config import Config
-    for name in ('nyu', 'kitti', 'synthetic_depth'):
-        cfg = Config.fromfile(osp.join(REPO, 'configs', '_base_', 'datasets', f'{name}.py'))
-        rotations = [t for t in cfg.train_pipeline if t['type'] == 'RandomRotate']
-        assert len(rotations) == 1 and rotations[0].get('seg_pad_val') == 0, name
+def test_rotation_by_zero_is_identity():
+    results = _coded(37, 53)
+    img, depth = results['img'].copy(), results['gt_depth_map'].copy()
+    out = RandomDepthRotate(max_angle=0.0, prob=1.0)(results)
+    np.testing.assert_array_equal(out['img'], img)
+    np.testing.assert_array_equal(out['gt_depth_map'], depth)
+    out = RandomDepthRotate(max_angle=10.0, prob=0.0)(_coded(37, 53))
+    assert out['rotate_angle'] == 0.0 and np.array_equal(out['gt_depth_map'], depth)
 
 
 def test_rotation_never_blends_invalid_depth_and_fills_outside_with_zero():
-    """mmseg's RandomRotate as the depth configs use it (seg_pad_val=0, depth the only seg field)."""
     rng = np.random.default_rng(0)
     depth = rng.uniform(1.0, 10.0, size=(60, 80)).astype(np.float32)
     depth[20:40, 30:50] = 0  # a hole without measurement
-    results = dict(img=np.full((60, 80, 3), 200, np.uint8), gt_depth_map=depth.copy(),
-                   seg_fields=['gt_depth_map'])
+    seg = np.ones((60, 80), np.uint8)
+    results = dict(img=np.full((60, 80, 3), 200, np.uint8), gt_depth_map=depth.copy(), gt_seg_map=seg,
+                   seg_fields=['gt_depth_map', 'gt_seg_map'])
     np.random.seed(3)
-    out = TRANSFORMS.build(dict(type='RandomRotate', prob=1.0, degree=20.0, seg_pad_val=0))(results)
+    out = RandomDepthRotate(max_angle=20.0, prob=1.0)(results)
+    assert abs(out['rotate_angle']) > 1.0
     rotated = out['gt_depth_map']
     assert rotated.dtype == np.float32 and rotated.shape == (60, 80)
-    assert not np.array_equal(rotated, depth)
     assert np.isin(rotated, np.append(depth.ravel(), 0)).all()  # nearest: only original values or 0
     assert rotated[0, 0] == rotated[0, -1] == rotated[-1, 0] == rotated[-1, -1] == 0  # rotated in: 0
-    assert out['img'][0, 0].tolist() == [0, 0, 0]
+    assert out['gt_seg_map'][0, 0] == 255 and out['img'][0, 0].tolist() == [0, 0, 0]
     assert (rotated[25:35, 35:45] == 0).all()  # the hole's centre stays invalid
 
 
@@ -424,6 +422,8 @@ def test_transform_reprs():
     assert repr(LoadDepthAnnotation()) == 'LoadDepthAnnotation(depth_scale=None, backend_args=None)'
     assert repr(NYUCrop()) == 'NYUCrop(rows=45:472, cols=43:608)'
     assert repr(KBCrop()) == 'KBCrop(height=352, width=1216)'
+    assert repr(RandomDepthRotate()) == ('RandomDepthRotate(max_angle=2.5, prob=0.5, img_border_value=0, '
+                                         'seg_border_value=255)')
     assert repr(DepthColorJitter()) == ('DepthColorJitter(brightness=(0.75, 1.25), gamma=None, color=None, '
                                         'prob=0.5)')
 
@@ -431,8 +431,7 @@ def test_transform_reprs():
 def test_dinov3_nyu_train_recipe_at_full_size(tmp_path):
     """Fixed NYU crop, rotation, flip, 416x544 random crop, brightness, on a 480x640 frame."""
     root = write_nyu(str(tmp_path / 'nyu'), num_train=1, num_test=0, config=SceneConfig(image_size=(480, 640)))
-    pipeline = _pack(dict(type='NYUCrop'), dict(type='RandomRotate', prob=1.0, degree=2.5,
-                                                 seg_pad_val=0),
+    pipeline = _pack(dict(type='NYUCrop'), dict(type='RandomDepthRotate', max_angle=2.5, prob=1.0),
                      dict(type='RandomFlip', prob=0.5), dict(type='RandomCrop', crop_size=(416, 544)),
                      dict(type='DepthColorJitter', brightness=(0.75, 1.25), prob=1.0))
     ds = NYUDepthDataset(root, split_file='nyu_train.txt', pipeline=pipeline)

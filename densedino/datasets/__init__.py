@@ -14,6 +14,7 @@ from .depth_transforms import (
     KBCrop,
     LoadDepthAnnotation,
     NYUCrop,
+    RandomDepthRotate,
 )
 from .check import SPLITS, DatasetReport, SplitStats, check_config, startup_check
 from .resize import ResizeShortSideToMultiple
@@ -40,7 +41,7 @@ __all__ = [
     'KITTI_DEPTH_SCALE', 'NYU_DEPTH_SCALE', 'NYU_FOCAL', 'SYNTHETIC_CLASSES', 'SYNTHETIC_PALETTE',
     'ADE20KDataset', 'CityscapesDataset', 'DatasetError', 'DepthColorJitter', 'DepthFolderDataset',
     'KBCrop', 'KITTIEigenDepthDataset', 'LoadAnnotations', 'LoadDepthAnnotation', 'NYUCrop',
-    'NYUDepthDataset', 'NYUFolderDepthDataset', 'PascalVOCDataset',
+    'NYUDepthDataset', 'NYUFolderDepthDataset', 'PascalVOCDataset', 'RandomDepthRotate',
     'ResizeShortSideToMultiple', 'SceneConfig', 'SceneGenerator', 'SceneObject', 'SceneSample',
     'SyntheticSegDataset', 'SyntheticDepthDataset',
     'ensure_synthetic_ade20k', 'write_ade20k', 'write_kitti', 'write_nyu',

@@ -1,14 +1,11 @@
-"""Depth transforms: load a 16-bit depth PNG as metres, the NYU and KITTI benchmark crops, colour.
+"""Depth transforms: load a 16-bit depth PNG as metres, the NYU and KITTI benchmark crops, rotation, colour.
 
 The depth map lives in ``results['gt_depth_map']`` (float32 ``(H, W)`` metres, 0 = no measurement)
 and is listed in ``results['seg_fields']``, so mmseg's geometric transforms move it with the image:
-``RandomFlip``, ``RandomCrop``, ``Resize`` and ``RandomRotate`` (nearest neighbour for seg fields) of
+``RandomFlip``, ``RandomCrop`` and ``Resize`` (nearest neighbour for seg fields) of
 ``mmseg.datasets.transforms`` loop over ``seg_fields``; in the ``densedino`` scope those names
 resolve to mmseg's classes. ``PackSegInputs`` packs it as ``data_samples.gt_depth_map`` (PixelData
 ``(1, H, W)``). The transforms here also treat every entry of ``seg_fields``, with nearest neighbour.
-mmseg's ``RandomRotate`` pads every seg field with one ``seg_pad_val``: the depth configs set it to
-0 (no measurement), which is right while the depth map is the only seg field, as in every shipped
-pipeline; one that also carries a label map would need a per-field pad value.
 """
 from __future__ import annotations
 
@@ -229,6 +226,70 @@ class KBCrop(BaseTransform):
 
 
 @TRANSFORMS.register_module()
+class RandomDepthRotate(BaseTransform):
+    """Rotate image and seg fields about the image centre by an angle uniform in ``[-max_angle, max_angle]``.
+
+    Applied with probability ``prob``. The image is interpolated bilinearly; seg fields with nearest
+    neighbour, so an invalid (0) depth never blends into valid ones. Pixels rotated in from outside
+    get ``img_border_value`` in the image, 0 (no measurement) in ``gt_depth_map`` and
+    ``seg_border_value`` in other seg fields. Sets ``results['rotate_angle']`` (degrees, 0 when skipped).
+
+    Why not mmseg's ``RandomRotate``: for a given angle it rotates the same way (bilinear image,
+    nearest seg fields), but it pads every seg field with one ``seg_pad_val``, so a pipeline that
+    carries a depth map and a label map cannot fill the depth with 0 (no measurement) and the
+    labels with 255 (ignore). Its random draws also differ from this transform's, and the seeded
+    depth runs and tests were measured with these.
+
+    Args:
+        max_angle: Largest rotation in degrees (DINOv3's NYU recipe: 2.5).
+        prob: Probability of rotating.
+        img_border_value: Image fill value.
+        seg_border_value: Fill value of seg fields other than ``gt_depth_map`` (255 = ignore).
+    """
+
+    def __init__(self, max_angle: float = 2.5, prob: float = 0.5, img_border_value: float = 0,
+                 seg_border_value: int = 255) -> None:
+        super().__init__()
+        if isinstance(max_angle, bool) or not isinstance(max_angle, (int, float)) or not 0 <= max_angle <= 180:
+            raise ValueError(f'max_angle must be a number of degrees in [0, 180], got {max_angle!r}')
+        for name, value in (('img_border_value', img_border_value), ('seg_border_value', seg_border_value)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f'{name} must be a number, got {value!r}')
+        self.max_angle, self.prob = float(max_angle), _check_prob(prob)
+        self.img_border_value, self.seg_border_value = img_border_value, seg_border_value
+
+    def _angle(self) -> float:
+        if self.prob == 0 or np.random.rand() >= self.prob:
+            return 0.0
+        return float(np.random.uniform(-self.max_angle, self.max_angle))
+
+    def transform(self, results: dict) -> dict:
+        """Rotate ``img`` and every seg field by the same random angle."""
+        angle = self._angle()
+        results['rotate_angle'] = angle
+        if angle == 0:
+            return results
+        h, w = results['img'].shape[:2]
+        matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+        results['img'] = self._warp(results['img'], matrix, cv2.INTER_LINEAR, self.img_border_value)
+        for key in _seg_keys(results):
+            border = 0 if key == DEPTH_KEY else self.seg_border_value
+            results[key] = self._warp(results[key], matrix, cv2.INTER_NEAREST, border)
+        return results
+
+    @staticmethod
+    def _warp(array: np.ndarray, matrix: np.ndarray, interpolation: int, border: float) -> np.ndarray:
+        h, w = array.shape[:2]
+        channels = array.shape[2] if array.ndim == 3 else 1
+        return cv2.warpAffine(array, matrix, (w, h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=(border,) * min(channels, 4))
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(max_angle={self.max_angle}, prob={self.prob}, '
+                f'img_border_value={self.img_border_value}, seg_border_value={self.seg_border_value})')
+
+
+@TRANSFORMS.register_module()
 class DepthColorJitter(BaseTransform):
     """Photometric augmentation of depth training: gamma, brightness and per-channel colour factors.
 
@@ -278,5 +339,5 @@ class DepthColorJitter(BaseTransform):
                 f'color={self.color}, prob={self.prob})')
 
 
-__all__ = ['DepthColorJitter', 'KBCrop', 'LoadDepthAnnotation', 'NYUCrop',
+__all__ = ['DepthColorJitter', 'KBCrop', 'LoadDepthAnnotation', 'NYUCrop', 'RandomDepthRotate',
            'check_depth_format']

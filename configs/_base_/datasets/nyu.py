@@ -11,9 +11,7 @@ train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadDepthAnnotation'),
     dict(type='NYUCrop'),
-    # mmseg's rotation: image bilinear, depth nearest (no blending across holes), 0 (= no
-    # measurement) where the rotation brings in pixels from outside
-    dict(type='RandomRotate', prob=0.5, degree=2.5, seg_pad_val=0),
+    dict(type='RandomDepthRotate', max_angle=2.5, prob=0.5),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomCrop', crop_size=(416, 544)),
     dict(type='DepthColorJitter', brightness=(0.75, 1.25), prob=0.5),
