@@ -23,7 +23,8 @@ from densedino.visualization import (
     to_image_grid,
     top_mass_mask,
 )
-from tools.visualize_features import RANDOM_WARNING, cli
+from tools.visualize_features import (COLORBAR_INCHES, KEY_INCHES, RANDOM_WARNING,
+                                      TITLE_INCHES, cli)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = dict(embed_dim=32, depth=2, num_heads=2)
@@ -246,8 +247,12 @@ def test_cli_writes_a_figure_for_non_square_images(tmp_path, capsys, tiny_factor
     cli(mode, [*imgs, '--backbone', name, '--size', '0', '--out', str(out), *extra])
     fig = cv2.imread(str(out))
     cols = {'pca': 3, 'attention': 4, 'similarity': 2}[mode]
-    # panels keep the widest image's aspect (90 / 50): 2.2 in high, 2.2 * 1.8 in wide, 100 dpi
-    assert fig.shape[:2] == (round((2 * 2.2 + 0.7) * 100), round(cols * 2.2 * 1.8 * 100))
+    bars = {'pca': 0, 'attention': 3, 'similarity': 1}[mode]  # maps get a colour bar each
+    key = 0 if mode == 'pca' else KEY_INCHES  # the outline / query mark's legend
+    # panels keep the widest image's aspect (90 / 50): 2.2 in high, 2.2 * 1.8 in wide, 150 dpi
+    width = cols * 2.2 * 1.8 + bars * COLORBAR_INCHES
+    height = (2 * 2.2 + TITLE_INCHES + key) * 150
+    assert abs(fig.shape[0] - height) <= 1 and abs(fig.shape[1] - width * 150) <= 1
     err = capsys.readouterr().err
     assert RANDOM_WARNING in err
 

@@ -1,7 +1,8 @@
 """Joint PCA of a DINO backbone's patch features, as RGB, for one or several images.
 
-    python tools/pca.py IMAGES... --backbone NAME [--checkpoint PATH] [--layer N] [--size S]
-        [--fg-threshold T] [--sign border|majority] [--colour sigmoid|minmax] [--out pca.png]
+    python tools/pca.py IMAGES... --backbone NAME [--checkpoint PATH] [--overrides K=V ...]
+        [--layer N] [--size S] [--fg-threshold T] [--sign border|majority]
+        [--colour sigmoid|minmax] [--dpi 150] [--out pca.png]
 
 The ``pca`` mode of ``tools/visualize_features.py`` (see there and docs/visualisation.md).
 """

@@ -1,13 +1,25 @@
 """Evaluate a trained densedino model.
 
     python tools/test.py CONFIG CHECKPOINT [--out DIR] [--show-dir DIR] [--tta]
+
+``--show-dir DIR`` writes one titled panel per test image, ``DIR/<image name>.png``:
+segmentation: ground truth | prediction, the class colours at 50 % over the image and a legend
+of the classes present; depth: image | ground truth | prediction | colour bar in metres. The
+count and the folder are printed at the end.
 """
 import argparse
 import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from densedino.cli import add_common_args, load_config, run_cli  # noqa: E402
+from densedino.cli import add_common_args, load_config, rank, run_cli  # noqa: E402
+
+# Visualisers that write flat, titled panels (densedino.visualization): the config's type ->
+# the one --show-dir uses. Other types keep their own storage backends under DIR.
+PANEL_VISUALIZERS = {'SegLocalVisualizer': 'SegPanelVisualizer',
+                     'mmseg.SegLocalVisualizer': 'SegPanelVisualizer',
+                     'SegPanelVisualizer': 'SegPanelVisualizer',
+                     'DepthLocalVisualizer': 'DepthLocalVisualizer'}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -17,7 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--out', help='directory to write predictions into (label PNGs; depth: '
                         'uint16 PNGs of metres x 256, the KITTI format, at the image\'s path '
                         'under the data root)')
-    parser.add_argument('--show-dir', help='directory to write visualised predictions into')
+    parser.add_argument('--show-dir', help='directory to write one titled panel per image into '
+                        '(<image name>.png: ground truth | prediction with a legend, or a depth '
+                        'panel with a colour bar)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation '
                         '(the config\'s tta_pipeline: scales and flips)')
     add_common_args(parser)
@@ -29,10 +43,7 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint
     if args.show_dir:
-        hook = cfg.default_hooks.visualization
-        hook.draw = True
-        hook.interval = 1
-        cfg.visualizer.save_dir = args.show_dir
+        configure_show_dir(cfg, args.show_dir)
     if args.out:
         cfg.test_evaluator['output_dir'] = args.out
         if cfg.test_evaluator.get('type') == 'DenseDepthMetric':
@@ -47,12 +58,42 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
         cfg.model = cfg.tta_model
 
 
+def configure_show_dir(cfg, show_dir: str) -> None:
+    """Draw every test image, with a densedino panel visualiser writing into ``show_dir``
+    (the config's own visualiser type, if it is not one of ours, writes there its own way)."""
+    hook = cfg.default_hooks.visualization
+    hook.draw = True
+    hook.interval = 1
+    visualizer = cfg.visualizer
+    kind = visualizer.get('type', 'SegLocalVisualizer')
+    name = kind if isinstance(kind, str) else getattr(kind, '__name__', '')
+    if name in PANEL_VISUALIZERS:
+        visualizer.type = PANEL_VISUALIZERS[name]
+        visualizer.out_dir = show_dir
+    else:
+        visualizer.save_dir = show_dir
+
+
+def report_panels(runner, show_dir: str) -> None:
+    """One line (rank 0, which draws them): how many panels went where."""
+    written = getattr(runner.visualizer, 'written', None)
+    if rank() != 0:
+        return
+    if written is None:
+        print(f'visualisations written under {show_dir}')
+    else:
+        print(f'wrote {len(written)} panel{"" if len(written) == 1 else "s"} to {show_dir} '
+              '(<image name>.png each)')
+
+
 def main(args: argparse.Namespace) -> None:
     from densedino.engine import build_runner
     cfg = load_config(args)
     apply_test_options(cfg, args)
     runner = build_runner(cfg)
     runner.test()
+    if args.show_dir:
+        report_panels(runner, args.show_dir)
 
 
 if __name__ == '__main__':

@@ -3,21 +3,19 @@
 Metric depth is shown with near = warm colours and a colour bar in metres; relative models
 (disparity, larger = nearer) use the same near = warm convention and a bar labelled "relative".
 Pixels without a value (0 in ground truth, or a mask) are drawn black. Everything here is RGB,
-uint8 and numpy except :class:`DepthLocalVisualizer`, which plugs the panels into mmseg's
+uint8 and numpy; fonts, ticks and colours follow :mod:`densedino.visualization.style`.
+:class:`densedino.visualization.visualizers.DepthLocalVisualizer` plugs the panels into mmseg's
 visualisation hook (``tools/test.py --show-dir``).
 """
 import functools
-import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from ..registry import VISUALIZERS
+from .style import INK, PAPER, TICK_MIN, CvFont, cv_font, nice_ticks
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_TEXT = (255, 255, 255)
-_BACKGROUND = (32, 32, 32)
+Box4 = Tuple[int, int, int, int]
 
 
 @functools.lru_cache(maxsize=16)
@@ -83,14 +81,73 @@ def colorize_depth(depth, vmin: float, vmax: float, *, relative: bool = False,
     return rgb
 
 
-def _ticks(vmin: float, vmax: float, count: int = 5) -> List[float]:
-    """Round tick values inside [vmin, vmax] (1-2-5 steps)."""
-    span = vmax - vmin
-    raw = span / max(count - 1, 1)
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(vmin / step - 1e-9) * step
-    return [first + i * step for i in range(int((vmax - first) / step + 1e-9) + 1)]
+class ColorbarLayout(NamedTuple):
+    """Where :func:`draw_colorbar` puts each element; boxes are (x0, y0, x1, y1), ends excluded.
+
+    Attributes:
+        width: Width of the bar's panel.
+        font: Its font (:func:`densedino.visualization.style.cv_font` of the height).
+        label, label_box: The title above the bar and its box (descenders included).
+        bar_box: The colour ramp.
+        ticks: (text, row of the tick mark, text box) per tick, top to bottom.
+    """
+    width: int
+    font: CvFont
+    label: str
+    label_box: Box4
+    bar_box: Box4
+    ticks: List[Tuple[str, int, Box4]]
+
+
+def colorbar_layout(height: int, vmin: float, vmax: float, *, relative: bool = False,
+                    label: Optional[str] = None, width: int = 0) -> ColorbarLayout:
+    """Geometry of the colour bar: label on top, ramp below it, ticks on the ramp's right.
+
+    The ramp starts half a tick label below the label's descenders, so the top tick label
+    cannot touch it; ticks are :func:`nice_ticks` (4 to 7), fewer only where the ramp is too
+    short for them to stand a label apart. Disparity bars say 'near' and 'far' instead.
+    """
+    font = cv_font(height)
+    margin = max(4, font.line_height // 3)
+    label_bottom = margin + font.line_height  # room for capitals and descenders
+    text_h = font.size('0')[1]
+    top = label_bottom + margin + (text_h + 1) // 2
+    bottom = max(top + 1, height - margin - (text_h + 1) // 2)
+    bar = (margin, top, margin + max(12, height // 25), bottom)
+    label = label or ('relative' if relative else 'depth (m)')
+    if relative:
+        texts, fractions = ['near', 'far'], [0.0, 1.0]
+    else:
+        texts, fractions, exponent = _fitting_ticks(vmin, vmax, bottom - top,
+                                                    text_h + margin // 2)
+        label += f' x1e{exponent}' if exponent else ''
+    label_box = (margin, margin, margin + font.size(label)[0], label_bottom)
+    ticks = []
+    for text, fraction in zip(texts, fractions):
+        row = top + int(round(fraction * (bottom - top - 1)))
+        x0, y0 = bar[2] + margin + 1, row - text_h // 2
+        ticks.append((text, row, (x0, y0, x0 + font.size(text)[0], y0 + text_h)))
+    needed = max([label_box[2]] + [box[2] for _, _, box in ticks]) + margin
+    return ColorbarLayout(width or needed, font, label, label_box, bar, ticks)
+
+
+def _fitting_ticks(vmin: float, vmax: float, length: int, spacing: int
+                   ) -> Tuple[List[str], List[float], int]:
+    """Tick labels, their fractions down a ramp of ``length`` rows (top = ``vmax``), at least
+    ``spacing`` rows apart (+1 for rounding), and the labels' power of ten (:class:`Ticks`).
+
+    The most ticks :func:`nice_ticks` gives that still fit: 4 or more on a ramp of ordinary
+    height, fewer (a wider round step) on a thumbnail's."""
+    for minimum in range(TICK_MIN, 0, -1):
+        ticks = nice_ticks(vmin, vmax, minimum=minimum)
+        values = ticks.values
+        if len(values) < 2 or (values[1] - values[0]) / (vmax - vmin) * (length - 1) >= spacing + 1:
+            break
+    else:
+        ticks = ticks._replace(values=values[-1:], labels=ticks.labels[-1:])
+    pairs = list(zip(ticks.labels, ticks.values))[::-1]  # top (largest) first
+    return ([t for t, _ in pairs], [(vmax - v) / (vmax - vmin) for _, v in pairs],
+            ticks.exponent)
 
 
 def draw_colorbar(height: int, vmin: float, vmax: float, *, relative: bool = False,
@@ -100,69 +157,40 @@ def draw_colorbar(height: int, vmin: float, vmax: float, *, relative: bool = Fal
     Args:
         height: Output height (the panel's).
         vmin, vmax: The range the depth was coloured with.
-        relative: Label "relative" without numbers (disparity models) instead of metres.
+        relative: Label "relative", with "near" and "far" instead of numbers (disparity).
         cmap: The colour map used for the depth.
         label: Title above the bar; default "depth (m)" or "relative".
         width: Output width; 0 picks one that fits the labels.
 
     Returns:
-        (height, width, 3) uint8 RGB, top = far for depth (near at the bottom, as the map is
-        warm near), top = near for disparity.
+        (height, width, 3) uint8 RGB, black on white; top = far for depth (near at the bottom,
+        as the map is warm near), top = near for disparity. Layout: :func:`colorbar_layout`.
     """
     if height < 40:
         raise ValueError(f'a colour bar needs a height of at least 40 pixels, got {height}')
-    label = label or ('relative' if relative else 'depth (m)')
-    scale = max(0.35, min(0.6, height / 800))
-    thick = 1
-    (label_w, label_h), _ = cv2.getTextSize(label, _FONT, scale, thick)
-    ticks = [] if relative else _ticks(vmin, vmax)
-    digits = 0 if vmax - vmin >= 5 else (1 if vmax - vmin >= 0.5 else 2)
-    texts = [f'{t:.{digits}f}' for t in ticks]
-    text_w = max([cv2.getTextSize(s, _FONT, scale, thick)[0][0] for s in texts] or [0])
-    bar_w = max(12, height // 25)
-    width = width or max(label_w, bar_w + 6 + text_w) + 12
-    out = np.full((height, width, 3), _BACKGROUND, np.uint8)
-    cv2.putText(out, label, (6, label_h + 6), _FONT, scale, _TEXT, thick, cv2.LINE_AA)
-    top, bottom = label_h + 16, height - 10
-    if bottom - top < 10:
-        return out
+    if not vmax > vmin:
+        raise ValueError(f'need vmax > vmin, got vmin={vmin}, vmax={vmax}')
+    layout = colorbar_layout(height, vmin, vmax, relative=relative, label=label, width=width)
+    font = layout.font
+    out = np.full((height, layout.width, 3), PAPER, np.uint8)
+    font.put(out, layout.label, layout.label_box[0], layout.label_box[1])
+    x0, top, x1, bottom = layout.bar_box
     # Row r shows value v(r): depth increases upwards; disparity increases upwards too (near top).
-    fractions = np.linspace(1.0, 0.0, bottom - top)
-    values = vmin + fractions * (vmax - vmin)
-    column = colorize_depth(values[:, None], vmin, vmax, relative=relative, cmap=cmap,
-                            valid=np.ones((len(values), 1), bool))
-    out[top:bottom, 6:6 + bar_w] = column
-    if relative:
-        for text, frac in (('near', 1.0), ('far', 0.0)):
-            y = top + int((1.0 - frac) * (bottom - top - 1))
-            cv2.putText(out, text, (6 + bar_w + 4, min(max(y + 4, top + 8), bottom)), _FONT,
-                        scale, _TEXT, thick, cv2.LINE_AA)
-        return out
-    for text, value in zip(texts, ticks):
-        y = top + int(round((vmax - value) / (vmax - vmin) * (bottom - top - 1)))
-        cv2.line(out, (6 + bar_w, y), (6 + bar_w + 3, y), _TEXT, 1)
-        cv2.putText(out, text, (6 + bar_w + 5, y + 4), _FONT, scale, _TEXT, thick, cv2.LINE_AA)
+    values = vmin + np.linspace(1.0, 0.0, bottom - top) * (vmax - vmin)
+    out[top:bottom, x0:x1] = colorize_depth(values[:, None], vmin, vmax, relative=relative,
+                                            cmap=cmap, valid=np.ones((len(values), 1), bool))
+    cv2.rectangle(out, (x0 - 1, top - 1), (x1, bottom), INK, 1)
+    for text, row, box in layout.ticks:
+        cv2.line(out, (x1, row), (box[0] - 2, row), INK, 1)
+        font.put(out, text, box[0], box[1])
     return out
 
 
-def depth_panel(image: Optional[np.ndarray], depth, *, vmin: Optional[float] = None,
+def depth_tiles(image: Optional[np.ndarray], depth, *, vmin: Optional[float] = None,
                 vmax: Optional[float] = None, relative: bool = False, cmap: str = 'turbo',
-                gt=None, colorbar: bool = True) -> np.ndarray:
-    """Image | [ground truth |] prediction | colour bar, side by side at the image's height.
-
-    Args:
-        image: (H, W, 3) uint8 RGB, or None to draw the depth alone.
-        depth: Predicted depth / disparity, (H, W); resized (nearest) to the image if it differs.
-        vmin, vmax: Display range; default the 2-98th percentiles of the prediction (and of
-            the ground truth's measured pixels when given).
-        relative: Disparity model (no metres on the bar).
-        cmap: Colour map.
-        gt: Optional (H, W) ground truth (0 = no measurement), drawn with the same range.
-        colorbar: Append the colour bar (left out for panels under 40 pixels tall).
-
-    Returns:
-        (H, W_total, 3) uint8 RGB.
-    """
+                gt=None, colorbar: bool = True) -> List[np.ndarray]:
+    """The tiles of :func:`depth_panel`, separate (for titles above each, as the ``--show-dir``
+    panels have): [image,] [ground truth,] prediction[, colour bar], all at one height."""
     depth = _as_numpy(depth)
     height, width = (image.shape[:2] if image is not None else depth.shape)
     if depth.shape != (height, width):
@@ -184,7 +212,30 @@ def depth_panel(image: Optional[np.ndarray], depth, *, vmin: Optional[float] = N
                                 valid=np.isfinite(depth)))
     if colorbar and height >= 40:
         tiles.append(draw_colorbar(height, vmin, vmax, relative=relative, cmap=cmap))
-    return np.concatenate(tiles, axis=1)
+    return tiles
+
+
+def depth_panel(image: Optional[np.ndarray], depth, *, vmin: Optional[float] = None,
+                vmax: Optional[float] = None, relative: bool = False, cmap: str = 'turbo',
+                gt=None, colorbar: bool = True) -> np.ndarray:
+    """Image | [ground truth |] prediction | colour bar, side by side at the image's height.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, or None to draw the depth alone.
+        depth: Predicted depth / disparity, (H, W); resized (nearest) to the image if it differs.
+        vmin, vmax: Display range; default the 2-98th percentiles of the prediction (and of
+            the ground truth's measured pixels when given).
+        relative: Disparity model (no metres on the bar).
+        cmap: Colour map.
+        gt: Optional (H, W) ground truth (0 = no measurement), drawn with the same range.
+        colorbar: Append the colour bar (left out for panels under 40 pixels tall).
+
+    Returns:
+        (H, W_total, 3) uint8 RGB: the tiles of :func:`depth_tiles`, touching (a video frame;
+        :func:`densedino.visualization.style.titled_row` spaces and titles them).
+    """
+    return np.concatenate(depth_tiles(image, depth, vmin=vmin, vmax=vmax, relative=relative,
+                                      cmap=cmap, gt=gt, colorbar=colorbar), axis=1)
 
 
 class RangeSmoother:
@@ -213,66 +264,3 @@ class RangeSmoother:
             m = self.momentum
             self.range = (m * self.range[0] + (1 - m) * lo, m * self.range[1] + (1 - m) * hi)
         return self.range
-
-
-def _seg_local_visualizer():
-    from mmseg.visualization import SegLocalVisualizer
-    return SegLocalVisualizer
-
-
-@VISUALIZERS.register_module()
-class DepthLocalVisualizer(_seg_local_visualizer()):
-    """mmseg's visualiser with depth drawn as :func:`depth_panel` (image | GT | prediction | bar).
-
-    Used by ``SegVisualizationHook`` (``tools/test.py --show-dir``). Ground truth and prediction
-    share one range: ``vmin``/``vmax`` if given, else the frame's percentiles.
-
-    Args:
-        vmin, vmax: Fixed display range in metres (None: per image).
-        relative: Disparity model.
-        cmap: Colour map.
-        name: Instance name (mmengine's visualisers are named singletons).
-        **kwargs: ``SegLocalVisualizer`` arguments (``vis_backends``, ``save_dir`` ...).
-    """
-
-    def __init__(self, name: str = 'visualizer', *, vmin: Optional[float] = None,
-                 vmax: Optional[float] = None, relative: bool = False, cmap: str = 'turbo',
-                 **kwargs) -> None:
-        super().__init__(name=name, **kwargs)
-        self.vmin, self.vmax, self.relative, self.cmap = vmin, vmax, relative, cmap
-
-    def add_datasample(self, name: str, image: np.ndarray, data_sample=None,
-                       draw_gt: bool = True, draw_pred: bool = True, show: bool = False,
-                       wait_time: float = 0, out_file: Optional[str] = None, step: int = 0,
-                       with_labels: Optional[bool] = True) -> None:
-        """Draw image | GT | prediction | colour bar; save to the backends or ``out_file``."""
-        if data_sample is None or 'pred_depth_map' not in data_sample:
-            return super().add_datasample(name, image, data_sample, draw_gt, draw_pred, show,
-                                          wait_time, out_file, step, with_labels)
-        gt = (data_sample.gt_depth_map.data if draw_gt and 'gt_depth_map' in data_sample
-              else None)
-        pred = data_sample.pred_depth_map.data
-        box = data_sample.metainfo.get('crop_box')
-        if box is not None and image.shape[:2] != tuple(pred.shape[-2:]):
-            y1, y2, x1, x2 = box  # the test pipeline cropped (KITTI's KB crop): cut the file too
-            image = image[y1:y2, x1:x2]
-        drawn = depth_panel(image, pred, vmin=self.vmin, vmax=self.vmax,
-                            relative=self.relative, cmap=self.cmap, gt=gt)
-        if show:
-            self.show(drawn, win_name=name, wait_time=wait_time)
-        if out_file is not None:
-            cv2.imwrite(out_file, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-        else:
-            self.add_image(name, drawn, step)
-
-
-def stack_rows(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
-    """Stack panels vertically (padded on the right to the widest), with a gap between them."""
-    width = max(p.shape[1] for p in panels)
-    rows = []
-    for i, p in enumerate(panels):
-        pad = np.full((p.shape[0], width - p.shape[1], 3), _BACKGROUND, np.uint8)
-        rows.append(np.concatenate([p, pad], axis=1))
-        if gap and i < len(panels) - 1:
-            rows.append(np.full((gap, width, 3), _BACKGROUND, np.uint8))
-    return np.concatenate(rows, axis=0)

@@ -8,17 +8,16 @@ to fit the height. With ``legend=False`` the output has the image's size exactly
 Everything here is RGB, uint8 and numpy; nothing depends on a model.
 """
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
 
+from .style import PAPER, CvFont, cv_font
+
 Palette = Sequence[Sequence[int]]
 
 IGNORE_INDEX = 255
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_BACKGROUND = (255, 255, 255)
-_TEXT = (0, 0, 0)
 
 
 def default_palette(num_classes: int, seed: int = 42) -> List[List[int]]:
@@ -27,7 +26,8 @@ def default_palette(num_classes: int, seed: int = 42) -> List[List[int]]:
     mmseg's ``BaseSegDataset`` draws it with NumPy's legacy generator seeded with 42
     (``randint(0, 255, (num_classes, 3))``); drawing it the same way (from a private
     ``RandomState``, leaving the global one alone) gives every class the colour that
-    ``tools/test.py --show-dir`` (mmseg's visualizer, fed the dataset's palette) draws it in.
+    ``tools/test.py --show-dir`` (:class:`densedino.visualization.SegPanelVisualizer`, fed the
+    dataset's palette) draws it in.
 
     Args:
         num_classes: Number of colours.
@@ -104,7 +104,8 @@ def classes_present(labels: np.ndarray, *, ignore_index: int = IGNORE_INDEX) -> 
 def draw_legend(names: Sequence[str], colours: Palette, height: int) -> np.ndarray:
     """A white panel of ``height`` rows listing ``names`` with colour swatches, in columns.
 
-    The font scales with ``height``; names that do not fit one column continue in the next.
+    The font scales with ``height`` (the style's, as titles and colour bars); names that do not
+    fit one column continue in the next.
 
     Args:
         names: Entries, top to bottom then left to right.
@@ -117,7 +118,7 @@ def draw_legend(names: Sequence[str], colours: Palette, height: int) -> np.ndarr
     layout = _Layout.for_height(height)
     rows = layout.rows_per_column(height)
     width = legend_width(names, height)
-    panel = np.full((height, width, 3), _BACKGROUND, np.uint8)
+    panel = np.full((height, width, 3), PAPER, np.uint8)
     column_width = layout.column_width(names)
     for k, (name, colour) in enumerate(zip(names, colours)):
         x = layout.margin + (k // rows) * column_width
@@ -136,27 +137,26 @@ def legend_width(names: Sequence[str], height: int) -> int:
 
 
 class _Layout:
-    """Font and spacing of a legend for one panel height."""
+    """Font and spacing of a legend for one panel height (the font of
+    :func:`densedino.visualization.style.cv_font`, as titles and colour bars have)."""
 
-    def __init__(self, scale: float) -> None:
-        self.scale = scale
-        self.thickness = max(1, int(round(scale * 2)))
-        (_, text_h), baseline = cv2.getTextSize('Ag', _FONT, scale, self.thickness)
-        self.text_height = text_h + baseline
-        self.row_height = self.text_height + max(2, int(round(6 * scale)))
+    def __init__(self, font: CvFont) -> None:
+        self.font = font
+        self.text_height = font.line_height
+        self.row_height = self.text_height + max(2, int(round(6 * font.scale)))
         self.swatch = self.text_height
-        self.margin = max(3, int(round(8 * scale)))
+        self.margin = max(3, int(round(8 * font.scale)))
 
     @classmethod
     def for_height(cls, height: int) -> '_Layout':
-        """Font scale 0.4 up to images 400 px high, growing with taller images (at most 1.5)."""
-        return cls(min(1.5, max(0.4, height / 1000)))
+        """The layout of a legend next to a panel ``height`` pixels high."""
+        return cls(cv_font(height))
 
     def rows_per_column(self, height: int) -> int:
         return max(1, (height - 2 * self.margin) // self.row_height)
 
     def column_width(self, names: Sequence[str]) -> int:
-        text = max((self._text_size(n)[0] for n in names), default=0)
+        text = max((self.font.size(n)[0] for n in names), default=0)
         return self.swatch + self.margin + text + self.margin
 
     def draw_entry(self, panel: np.ndarray, name: str, colour: Sequence[int], x: int,
@@ -165,13 +165,8 @@ class _Layout:
         s = self.swatch
         cv2.rectangle(panel, (x, y), (x + s - 1, y + s - 1), tuple(int(c) for c in colour), -1)
         cv2.rectangle(panel, (x, y), (x + s - 1, y + s - 1), (64, 64, 64), 1)
-        _, baseline = self._text_size(name)
-        cv2.putText(panel, name, (x + s + self.margin, y + self.text_height - baseline), _FONT,
-                    self.scale, _TEXT, self.thickness, cv2.LINE_AA)
-
-    def _text_size(self, text: str) -> Tuple[int, int]:
-        (w, _), baseline = cv2.getTextSize(text, _FONT, self.scale, self.thickness)
-        return w, baseline
+        _, height, depth = self.font.size(name)
+        self.font.put(panel, name, x + s + self.margin, y + self.text_height - depth - height)
 
 
 def _check_inputs(image: np.ndarray, labels: np.ndarray, classes: Sequence[str],
