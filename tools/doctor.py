@@ -1,19 +1,21 @@
 """Check that this machine can run densedino: versions, device, and the import/checkpoint/backbone paths.
 
 Usage: ``python tools/doctor.py``. Prints one line per version and device, then ``OK``/``FAIL`` per check
-(each FAIL followed by a one-line fix) and exits non-zero if any check failed.
+(each FAIL followed by a one-line fix), then advice for this machine (which precision, whether to pass
+``--amp`` to tools/train.py, how many threads), and exits non-zero if any check failed.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import platform
 import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 if importlib.util.find_spec('densedino') is None:  # running from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -162,6 +164,62 @@ def import_densedino() -> Tuple[Optional[dict], Optional[str]]:
     return (compat.status() if compat is not None else None), error
 
 
+def machine_facts() -> Dict[str, Any]:
+    """What the advice depends on: the GPU and its bf16 support, the CPU's bf16 units (and
+    whether densedino computes bf16 natively on it), torch's threads and the usable cores."""
+    caps = getattr(torch.cpu, 'get_capabilities', dict)()
+    cuda = torch.cuda.is_available()
+    try:
+        from densedino.models.backbones import bf16_matmul_mode
+        native = bf16_matmul_mode('cuda' if cuda else 'cpu') == 'native'
+    except Exception:  # noqa: BLE001  (densedino does not import: reported above)
+        native = bool(caps.get('amx_bf16') or caps.get('avx512_bf16'))
+    return dict(cuda=cuda, gpu=torch.cuda.get_device_name(0) if cuda else None,
+                bf16_native=native, amx=bool(caps.get('amx_bf16')),
+                threads=torch.get_num_threads(), cores=usable_cores())
+
+
+def usable_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota
+    (containers), else ``os.cpu_count()``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    try:
+        quota, period = Path('/sys/fs/cgroup/cpu.max').read_text().split()[:2]
+        if quota != 'max':
+            cores = min(cores, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def advice_lines(facts: Dict[str, Any]) -> List[str]:
+    """What to do on this machine: precision and ``--amp``, then threads (``facts`` as
+    :func:`machine_facts` gives them)."""
+    if facts['cuda']:
+        precision = ('mixed precision: pass --amp to tools/train.py (fp16 with loss scaling); '
+                     f'{facts["gpu"]} also computes bf16, which needs no loss scaling: add '
+                     '--cfg-options optim_wrapper.type=AmpOptimWrapper optim_wrapper.dtype=bfloat16'
+                     if facts['bf16_native'] else
+                     'fp16 mixed precision: pass --amp to tools/train.py (bf16 is emulated on this GPU)')
+    elif facts['bf16_native']:
+        units = 'AMX' if facts['amx'] else 'AVX512-BF16 (no AMX: a smaller gain; compare iteration times)'
+        precision = (f'bf16: this CPU has {units} bf16 units; pass --amp to tools/train.py (bf16 '
+                     'autocast; weights and optimizer state stay fp32)')
+    else:
+        precision = ('fp32: this CPU has no bf16 units (AMX / AVX512-BF16), so bf16 would be '
+                     'emulated and slower; do not pass --amp')
+    threads, cores = facts['threads'], facts['cores']
+    if threads == cores:
+        thread_line = f'torch uses {threads} threads, one per usable core: nothing to set'
+    elif threads > cores:
+        thread_line = (f'torch uses {threads} threads on {cores} usable cores (affinity / quota): '
+                       f'export OMP_NUM_THREADS={cores}, more threads than cores slow every step')
+    else:
+        thread_line = (f'torch uses {threads} of {cores} usable cores: export OMP_NUM_THREADS={cores} '
+                       'unless other jobs share this machine')
+    return ['advice for this machine:', f'  precision  {precision}', f'  threads    {thread_line}']
+
+
 def main() -> int:
     """Print the report; return 1 if any check failed."""
     status, import_error = import_densedino()
@@ -173,6 +231,8 @@ def main() -> int:
         print(f'FAIL import densedino: {import_error}')
         print('     fix: pip install torch==2.13.0 -e ".[lite,tests]" from the repository root')
     results = [run_check(name, func, fix) for name, func, fix in CHECKS]
+    for line in advice_lines(machine_facts()):
+        print(line)
     return 0 if ok and all(results) else 1
 
 

@@ -5,6 +5,10 @@
         [--cfg-options key=value ...]
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
+The console shows a short header, progress from the first iteration, and at the end where the
+checkpoints and the log are; the environment and the full config go to the log file in the work
+dir (docs/cli.md). A mistyped config path is answered before the slow imports.
+
 The work dir defaults to ``work_dirs/`` + the config's path under ``configs/``
 (``configs/seg/synthetic_linear.py`` -> ``work_dirs/seg/synthetic_linear``). A run records its
 config and model type in the work dir (``densedino_run.json``) and refuses to write into a work
@@ -16,10 +20,20 @@ import json
 import os
 import os.path as osp
 import re
+import runpy
 import shlex
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: The options that take a value, for finding the config before argparse runs.
+VALUE_OPTIONS = ('--resume', '--work-dir', '--launcher', '--local_rank', '--local-rank')
+
+sys.path.insert(0, ROOT)
+if __name__ == '__main__':
+    # A mistyped config is answered before densedino's imports (torch, mmseg: seconds). The
+    # check needs only the standard library, so its file runs without importing the package.
+    runpy.run_path(osp.join(ROOT, 'densedino', 'cli', 'paths.py'))['exit_if_config_missing'](
+        sys.argv[1:], VALUE_OPTIONS)
 from densedino.cli import (OWNER_FILE, add_common_args, config_name, load_config, note,  # noqa: E402
                         rank, run_cli)
 
@@ -218,6 +232,11 @@ def main(args: argparse.Namespace) -> None:
     claim_work_dir(cfg, args.config, force=args.force_work_dir)
     runner = build_runner(cfg)
     runner.train()
+    # where the files are: DensedinoRunner knows the checkpoints; another runner_type may not
+    summary = runner.summary() if hasattr(runner, 'summary') else [
+        f'finished; work dir {cfg.work_dir}']
+    for line in summary:
+        note(line)
 
 
 if __name__ == '__main__':

@@ -8,6 +8,8 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
+from .options import KEY_RULE, UnknownOptionError, check_options
+from .paths import config_error
 from .run import note
 
 #: Written into a training work dir at start: which config and model its checkpoints belong to.
@@ -20,7 +22,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
                         'work_dirs/seg/synthetic_linear; work_dirs/<config name> for a config '
                         'outside configs/)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
-                        help='override config keys, e.g. model.backbone.checkpoint=PATH')
+                        metavar='KEY=VALUE',
+                        help='override config keys, e.g. model.backbone.checkpoint=PATH; '
+                        f'unknown keys are refused: {KEY_RULE}')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher (torchrun: pytorch)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
@@ -45,14 +49,20 @@ def config_name(config: str) -> Optional[str]:
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """Read the config, apply overrides and the work dir; one-line errors for bad paths."""
+    """Read the config, apply overrides and the work dir; one-line errors for a config that does
+    not exist (with the nearest configs) and for override keys the config does not take."""
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    if not osp.isfile(args.config):
-        raise SystemExit(f'error: config file {args.config} does not exist')
+    missing = config_error(args.config)
+    if missing is not None:
+        raise SystemExit(missing)
     import densedino  # noqa: F401  (compatibility fixes and registries)
     cfg = read_config(args.config)
     file_iters = (cfg.get('train_cfg') or {}).get('max_iters'), cfg.get('max_iters')
+    try:
+        check_options(cfg, args.cfg_options)
+    except UnknownOptionError as e:
+        raise SystemExit(f'error: {e}') from None
     cfg.merge_from_dict(args.cfg_options)
     follow_max_iters(cfg, *file_iters)
     cfg.launcher = args.launcher

@@ -14,21 +14,26 @@ promises added; ``tools/train.py`` and ``tools/test.py`` build it with :func:`bu
   allows a deliberate partial load;
 * ``last_checkpoint`` is resolved relative to the work dir (:func:`~.files.latest_checkpoint`);
 * before training, rank 0 checks the datasets (config key ``check_data``: ``'quick'``, the
-  default, reads file headers only; ``'full'`` decodes every file; ``'off'``).
+  default, reads file headers only; ``'full'`` decodes every file; ``'off'``);
+* the console shows a compact header and progress from the first iteration, while the
+  environment, the full config, the hook order and library noise go to the log file only
+  (:mod:`.console`; a plain ``LoggerHook`` becomes :class:`~.console.ProgressLoggerHook`).
 """
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
+from typing import List, Optional, Union
 
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, get_rank, is_distributed, master_only
-from mmengine.hooks import CheckpointHook
+from mmengine.hooks import CheckpointHook, LoggerHook
+from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 
 from ..registry import RUNNERS
 from .checkpoint import load_model_checkpoint, read_model_checkpoint, unwrap_model
+from .console import quiet_console, run_summary
 from .files import atomic_path, latest_checkpoint
 from .nonfinite import NonFiniteGuard, attach_guard
 
@@ -45,12 +50,25 @@ class DensedinoRunner(Runner):
         """Whether checkpoints must fit the model exactly (config key ``load_strict``)."""
         return bool(self.cfg.get('load_strict', True))
 
+    def build_logger(self, log_level: Union[int, str] = 'INFO', log_file: Optional[str] = None,
+                     **kwargs) -> MMLogger:
+        """mmengine's logger, with its console kept to what a user needs (:mod:`.console`)."""
+        logger = super().build_logger(log_level=log_level, log_file=log_file, **kwargs)
+        quiet_console(logger)
+        return logger
+
     def register_default_hooks(self, hooks: Optional[dict] = None) -> None:
         hooks = dict(hooks or {})
-        ckpt = hooks.get('checkpoint')
-        if isinstance(ckpt, dict) and ckpt.get('type') in ('CheckpointHook', CheckpointHook):
-            hooks['checkpoint'] = {**ckpt, 'type': 'SafeCheckpointHook'}
+        for key, plain, ours in (('checkpoint', CheckpointHook, 'SafeCheckpointHook'),
+                                 ('logger', LoggerHook, 'ProgressLoggerHook')):
+            hook = hooks.get(key)
+            if isinstance(hook, dict) and hook.get('type') in (plain.__name__, plain):
+                hooks[key] = {**hook, 'type': ours}
         super().register_default_hooks(hooks)
+
+    def summary(self) -> List[str]:
+        """Where the finished run left its files: work dir, last and best checkpoints, log."""
+        return run_summary(self)
 
     def build_optim_wrapper(self, optim_wrapper):
         wrapper = super().build_optim_wrapper(optim_wrapper)

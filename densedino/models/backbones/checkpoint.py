@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ...zoo import how_to_get
 from .convert import StateDict, fit_to_model, to_densedino
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,17 @@ class CheckpointError(ValueError):
 def read_checkpoint(path: str) -> Tuple[StateDict, Optional[dict]]:
     """Read a state dict (and the HF ``config.json`` if there is one) from ``path``."""
     if not os.path.exists(path):
-        raise CheckpointError(f'checkpoint {path} does not exist')
+        raise missing_checkpoint(path)
     if os.path.isdir(path):
         return _read_hf_dir(path), _read_json(os.path.join(path, 'config.json'))
     return _unwrap(read_file(path), path), None
+
+
+def missing_checkpoint(path: str) -> CheckpointError:
+    """``checkpoint PATH does not exist``; for a released file (:mod:`densedino.zoo`), also what
+    it is, where it comes from and the command that fetches it."""
+    advice = how_to_get(path)
+    return CheckpointError(f'checkpoint {path} does not exist' + (f'; {advice}' if advice else ''))
 
 
 def read_file(path: str):
@@ -42,7 +50,7 @@ def read_file(path: str):
     as such (it is not loaded, whatever it is); a truncated or damaged file is reported as one.
     """
     if not os.path.isfile(path):
-        raise CheckpointError(f'checkpoint {path} does not exist')
+        raise missing_checkpoint(path)
     try:
         if path.endswith('.safetensors'):
             from safetensors.torch import load_file
