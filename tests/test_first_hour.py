@@ -85,12 +85,15 @@ def test_kwargs_are_followed_to_the_base_class_they_go_to():
 
 # ----------------------------------------------------------------- config paths
 
-def test_misspelt_config_is_answered_at_once_with_the_right_file():
+@pytest.mark.parametrize('tool, extra', [('train', []), ('test', ['x.pth', '--out', 'p.py']),
+                                         ('check_dataset', ['--split', 'val'])])
+def test_misspelt_config_is_answered_at_once_with_the_right_file(tool, extra):
     """Before densedino (torch, mmseg) is imported: no torch, no mmengine, well under 2 s."""
+    argv = [f'tools/{tool}.py', 'configs/seg/ade20k_linaer.py', *extra]
     probe = ("import runpy, sys\n"
-             "sys.argv = ['tools/train.py', 'configs/seg/ade20k_linaer.py']\n"
+             f"sys.argv = {argv!r}\n"
              "try:\n"
-             "    runpy.run_path('tools/train.py', run_name='__main__')\n"
+             f"    runpy.run_path('tools/{tool}.py', run_name='__main__')\n"
              "except SystemExit as e:\n"
              "    print(e.code, file=sys.stderr)\n"
              "print('torch' in sys.modules, 'mmengine' in sys.modules)\n")

@@ -9,9 +9,18 @@ count and the folder are printed at the end.
 """
 import argparse
 import os.path as osp
+import runpy
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: The options that take a value, for finding the config before argparse runs.
+VALUE_OPTIONS = ('--out', '--show-dir', '--work-dir', '--launcher', '--local_rank',
+                 '--local-rank')
+
+sys.path.insert(0, ROOT)
+if __name__ == '__main__':  # a mistyped config is answered before the slow imports (tools/train.py)
+    runpy.run_path(osp.join(ROOT, 'densedino', 'cli', 'paths.py'))['exit_if_config_missing'](
+        sys.argv[1:], VALUE_OPTIONS)
 from densedino.cli import add_common_args, load_config, rank, run_cli  # noqa: E402
 
 # Visualisers that write flat, titled panels (densedino.visualization): the config's type ->
