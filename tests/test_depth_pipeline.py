@@ -116,6 +116,7 @@ def test_cli_test_writes_predictions_matching_the_reported_metrics(nyu_root, tmp
         assert mean == pytest.approx(reported[key], abs=0.01 if key != 'd1' else 0.02), key
     drawn = glob.glob(str(show / '**' / '*.png'), recursive=True)
     assert len(drawn) == len(per_image)
+    assert f'wrote {len(per_image)} prediction PNGs under {out}' in proc.stdout
     panel = cv2.imread(drawn[0])
     assert panel.shape[0] == 48 and panel.shape[1] > 3 * 64  # image | gt | prediction | bar
 

@@ -8,6 +8,7 @@ of the classes present; depth: image | ground truth | prediction | colour bar in
 count and the folder are printed at the end.
 """
 import argparse
+import os
 import os.path as osp
 import runpy
 import sys
@@ -103,6 +104,9 @@ def main(args: argparse.Namespace) -> None:
     runner.test()
     if args.show_dir:
         report_panels(runner, args.show_dir)
+    if args.out and rank() == 0:
+        count = sum(len([f for f in files if f.endswith('.png')]) for _, _, files in os.walk(args.out))
+        print(f'wrote {count} prediction PNG{"" if count == 1 else "s"} under {args.out}')
 
 
 if __name__ == '__main__':
