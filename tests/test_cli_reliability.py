@@ -30,7 +30,7 @@ ENV = dict(os.environ, OMP_NUM_THREADS='1')
 def write_config(path, data_root, *, iters: int) -> str:
     """ADE20K's linear config on a fixture folder, a tiny backbone, a checkpoint every 2 steps."""
     cfg = Config.fromfile(osp.join(REPO, 'configs/seg/ade20k_linear.py'))
-    cfg.model.backbone.update(checkpoint=None,
+    cfg.model.backbone.update(checkpoint=None, pretrained=False,
                               arch_overrides=dict(depth=4, embed_dim=32, num_heads=2))
     cfg.model.data_preprocessor.size = (42, 56)
     cfg.model.test_cfg = ConfigDict(mode='whole')

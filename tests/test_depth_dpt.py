@@ -417,7 +417,7 @@ def test_released_dpt_heads_load_into_their_configs(config, tmp_path):
     """dinov2_vits14_{nyu,kitti}_dpt_head.pth (56 keys) into configs/depth/{nyu,kitti}_dpt.py."""
     init_default_scope('densedino')
     cfg = Config.fromfile(osp.join(REPO, 'configs', 'depth', f'{config}.py'))
-    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(depth=4))
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, arch_overrides=dict(depth=4))
     model = MODELS.build(cfg.model)
     path = str(tmp_path / f'dinov2_vits14_{config}_head.pth')
     torch.save(_official_dinov2_dpt_file(384), path)

@@ -33,8 +33,9 @@ def tiny_depth_cfg(config: str, data_root: str, work_dir, *, iters: int = 2,
     """A depth config shrunk to a 2-block, 32-wide backbone on a fixture folder, no fixed crops."""
     cfg = Config.fromfile(osp.join(REPO, config))
     cfg.work_dir = str(work_dir)
-    cfg.model.backbone.update(checkpoint=None, out_indices=[0, 1] if 'linear4' in config
-                              or 'dpt' in config else 'last', **TINY)
+    cfg.model.backbone.update(checkpoint=None, pretrained=False,
+                              out_indices=[0, 1] if 'linear4' in config or 'dpt' in config
+                              else 'last', **TINY)
     head = cfg.model.decode_head  # its input widths follow the backbone ('auto')
     if head.type == 'DPTDepthHead':
         cfg.model.backbone.out_indices = [0, 1, 1, 1]
@@ -195,7 +196,7 @@ def test_released_linear_heads_load_into_their_configs(name, tmp_path):
     """dinov2_vits14_{nyu,kitti}_linear{,4}_head.pth: decode_head.conv_depth (256 bins) only."""
     from densedino.registry import MODELS
     cfg = Config.fromfile(osp.join(REPO, f'configs/depth/{name}.py'))
-    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(depth=4))
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, arch_overrides=dict(depth=4))
     with DefaultScope.overwrite_default_scope('densedino'):
         model = MODELS.build(cfg.model)
     channels = OFFICIAL_LINEAR[name]
@@ -307,7 +308,7 @@ def test_inference_model_on_a_depth_model(trained_depth):
 def test_config_options_are_checked():
     from densedino.registry import MODELS
     cfg = Config.fromfile(osp.join(REPO, 'configs/depth/nyu_linear.py'))
-    cfg.model.backbone.update(checkpoint=None, **TINY)
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, **TINY)
     cfg.model.decode_head.in_channels = [32]
     cfg.model.test_cfg = ConfigDict(mode='sliding')
     with DefaultScope.overwrite_default_scope('densedino'), \

@@ -265,7 +265,7 @@ def test_show_dir_writes_titled_seg_panels_one_per_image(tmp_path):
     size = (160, 208)
     root = write_ade20k_folder(str(tmp_path / 'ade'), num_train=1, num_val=3, size=size)
     cfg = Config.fromfile(osp.join(REPO, 'configs/seg/ade20k_linear.py'))
-    cfg.model.backbone.update(checkpoint=None,
+    cfg.model.backbone.update(checkpoint=None, pretrained=False,
                               arch_overrides=dict(depth=1, embed_dim=32, num_heads=2))
     cfg.model.test_cfg = ConfigDict(mode='whole')
     _small_loaders(cfg, root)
@@ -296,7 +296,7 @@ def test_show_dir_writes_titled_depth_panels(tmp_path):
     size = (160, 208)
     root = write_nyu_split(str(tmp_path / 'nyu'), num_train=1, num_test=2, size=size)
     cfg = Config.fromfile(osp.join(REPO, 'configs/depth/nyu_linear.py'))
-    cfg.model.backbone.update(checkpoint=None, out_indices='last',
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, out_indices='last',
                               arch_overrides=dict(depth=1, embed_dim=32, num_heads=2))
     _small_loaders(cfg, root)
     cfg.test_evaluator.crop = None  # the Eigen crop is defined for 480 x 640 only

@@ -30,7 +30,7 @@ DEPTH_CONFIG = 'configs/depth/nyu_linear_dinov3_vits16.py'
 def _model(config: str) -> torch.nn.Module:
     init_default_scope('densedino')
     cfg = Config.fromfile(osp.join(REPO, config))
-    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(depth=2))
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, arch_overrides=dict(depth=2))
     return MODELS.build(cfg.model).eval()
 
 
@@ -129,7 +129,7 @@ def test_weights_besides_the_head_are_refused_not_dropped(tmp_path, with_backbon
                                                           with_auxiliary):
     init_default_scope('densedino')
     cfg = Config.fromfile(osp.join(REPO, 'configs/seg/ade20k_linear.py'))
-    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(depth=2))
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, arch_overrides=dict(depth=2))
     model = MODELS.build(cfg.model)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     path = str(tmp_path / 'iter_40000.pth')
@@ -153,7 +153,9 @@ def test_convert_checkpoint_takes_the_backbone_of_a_file_given_as_both(tmp_path)
     torch.save(ckpt, path)
     out = str(tmp_path / 'full.pth')
     config = osp.join(REPO, 'configs/seg/ade20k_linear.py')
-    depth2 = ['--cfg-options', 'model.backbone.arch_overrides.depth=2']
+    # the config fetches the released backbone unless told otherwise
+    depth2 = ['--cfg-options', 'model.backbone.arch_overrides.depth=2',
+              'model.backbone.pretrained=False']
     convert.main(convert.parse_args([config, '--backbone', path, '--head', path, '--out', out]
                                     + depth2))
     sd, src = torch.load(out, map_location='cpu')['state_dict'], ckpt['state_dict']

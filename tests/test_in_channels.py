@@ -110,7 +110,7 @@ def test_auto_needs_a_model_or_a_backbone_that_reports_widths():
 def depth_model_and_metric(config: str, options: dict):
     """A tiny model of ``config`` after ``options`` (like --cfg-options) and its test metric."""
     cfg = Config.fromfile(osp.join(REPO, config))
-    cfg.model.backbone.checkpoint = None
+    cfg.model.backbone.update(checkpoint=None, pretrained=False)
     cfg.merge_from_dict({**TINY, **options})
     with DefaultScope.overwrite_default_scope('densedino'):
         model = MODELS.build(cfg.model).eval()

@@ -32,7 +32,7 @@ def official_seg_head(channels: int, classes: int) -> dict:
 def _model(config):
     init_default_scope('densedino')
     cfg = Config.fromfile(osp.join(REPO, config))
-    cfg.model.backbone.checkpoint = None
+    cfg.model.backbone.update(checkpoint=None, pretrained=False)
     return MODELS.build(cfg.model), cfg
 
 
@@ -70,7 +70,8 @@ def test_convert_checkpoint_writes_a_full_model_with_dataset_meta(tmp_path):
     out = tmp_path / 'full.pth'
     proc = subprocess.run([sys.executable, 'tools/convert_checkpoint.py',
                            'configs/seg/ade20k_linear.py', '--backbone', str(tmp_path / 'bb.pth'),
-                           '--head', str(tmp_path / 'head.pth'), '--out', str(out)],
+                           '--head', str(tmp_path / 'head.pth'), '--out', str(out),
+                           '--cfg-options', 'model.backbone.pretrained=False'],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ckpt = torch.load(out, map_location='cpu')
@@ -91,7 +92,7 @@ def test_voc_ms_head_converts_with_the_voc_classes(tmp_path):
     torch.save(head, path)
     convert.main(convert.parse_args([
         osp.join(REPO, 'configs/seg/voc12_linear_ms.py'), '--head', path, '--out', out,
-        '--cfg-options', 'model.backbone.checkpoint=None',
+        '--cfg-options', 'model.backbone.checkpoint=None', 'model.backbone.pretrained=False',
         'model.backbone.arch_overrides.depth=4']))
     ckpt = torch.load(out, map_location='cpu')
     classes = ckpt['meta']['dataset_meta']['classes']

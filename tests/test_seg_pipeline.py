@@ -28,7 +28,8 @@ def tiny_cfg(data_root, work_dir, *, iters=4, crop=(42, 56),
     """An ADE20K config shrunk to a 4-block, 32-wide backbone on a fixture folder."""
     cfg = Config.fromfile(osp.join(REPO, config))
     cfg.work_dir = str(work_dir)
-    cfg.model.backbone.update(checkpoint=None, **TINY_BACKBONE)  # the head's widths follow
+    # the head's widths follow the backbone's
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, **TINY_BACKBONE)
     cfg.model.data_preprocessor.size = crop
     cfg.model.test_cfg = ConfigDict(mode='whole')
     train_pipeline = [
@@ -137,7 +138,7 @@ def small_model(path: str, options: Optional[dict] = None):
     from densedino.registry import MODELS
     cfg = Config.fromfile(osp.join(REPO, path))
     arch = next((v for k, v in SMALL_ARCH_FOR.items() if k in path), SMALL_ARCH)
-    cfg.model.backbone.update(checkpoint=None, arch_overrides=dict(arch))
+    cfg.model.backbone.update(checkpoint=None, pretrained=False, arch_overrides=dict(arch))
     cfg.merge_from_dict(options or {})
     with DefaultScope.overwrite_default_scope('densedino'):
         return MODELS.build(cfg.model).eval()
@@ -202,13 +203,19 @@ def test_bad_inputs_give_one_line_errors(ade_root, tmp_path):
 
 
 def test_train_cli_one_line_error_for_missing_checkpoint(tmp_path):
+    """The config fetches the released backbone; offline with an empty cache, one line says
+    where to save the file."""
+    env = dict(os.environ, DENSEDINO_OFFLINE='1', DENSEDINO_HOME=str(tmp_path / 'home'))
     proc = subprocess.run(
         [sys.executable, 'tools/train.py', 'configs/seg/ade20k_linear.py', '--work-dir',
-         str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+         str(tmp_path / 'work')], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=300)
     assert proc.returncode == 1
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith('error: CheckpointError: checkpoint '
-                           'checkpoints/dinov2_vits14_pretrain.pth does not exist')
+    assert last.startswith('error: DownloadError: cannot get dinov2_vits14: it is not in the '
+                           'cache and DENSEDINO_OFFLINE=1 forbids downloading')
+    assert f'save the file by hand as {tmp_path}/home/checkpoints/dinov2_vits14_pretrain.pth' \
+        in last
 
 
 def test_torchrun_two_processes_on_cpu(ade_root, tmp_path):

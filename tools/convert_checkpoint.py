@@ -25,7 +25,7 @@ import sys
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from densedino.cli import read_config, run_cli  # noqa: E402
+from densedino.cli import check_options, read_config, run_cli  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,12 +59,13 @@ def main(args: argparse.Namespace) -> None:
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file {args.config} does not exist')
     cfg = read_config(args.config)
+    check_options(cfg, args.cfg_options)
     cfg.merge_from_dict(args.cfg_options)
     init_default_scope(cfg.get('default_scope', 'densedino'))
     if args.backbone:
-        cfg.model.backbone.checkpoint = args.backbone
+        cfg.model.backbone.update(checkpoint=args.backbone, pretrained=False)
     if args.depth_anything:
-        cfg.model.backbone.checkpoint = None
+        cfg.model.backbone.update(checkpoint=None, pretrained=False)
         model = MODELS.build(cfg.model)
         load_depth_anything_v2(model, args.depth_anything)
         sources = dict(depth_anything=args.depth_anything)

@@ -6,7 +6,7 @@ _base_ = [
     '../_base_/default_runtime.py', '../_base_/schedules/depth_38k.py'
 ]
 model = dict(
-    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
+    backbone=dict(arch='dinov2_vits14', pretrained=True,  # released weights (docs/zoo.md)
                   out_indices='last'),
     # the depth range, stated once: the evaluator evaluates in the head's range
     decode_head=dict(min_depth=1e-3, max_depth=80.0))

@@ -11,9 +11,8 @@ _base_ = [
 ]
 model = dict(
     data_preprocessor=dict(size_divisor=16),
-    backbone=dict(arch='dinov3_vits16',
-                  checkpoint='checkpoints/dinov3_vits16_pretrain_lvd1689m-08c60483.pth',
-                  out_indices='last', norm=True),
+    # the released weights (gated: request access, set DINOV3_WEIGHTS_URL; docs/zoo.md)
+    backbone=dict(arch='dinov3_vits16', pretrained=True, out_indices='last', norm=True),
     decode_head=dict(use_cls_token=False, upsample=1, use_norm=True,
                      min_depth=1e-3, max_depth=10.0,  # also the evaluation range
                      loss_decode=dict(type='SigLoss', variant='dinov2', warm_up=True,

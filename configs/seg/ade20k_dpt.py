@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/models/dino_dpt_seg.py', '../_base_/datasets/ade20k_512.py',
     '../_base_/schedules/dinov2_40k.py', '../_base_/default_runtime.py'
 ]
-model = dict(
-    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth'))
+# Backbone: the released dinov2_vits14 weights, fetched on first use (docs/zoo.md).
+model = dict(backbone=dict(arch='dinov2_vits14', pretrained=True))

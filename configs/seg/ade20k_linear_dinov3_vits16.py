@@ -8,8 +8,8 @@ _base_ = [
     '../_base_/schedules/dinov3_40k.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    backbone=dict(arch='dinov3_vits16',
-                  checkpoint='checkpoints/dinov3_vits16_pretrain_lvd1689m-08c60483.pth'),
+    # the released weights (gated: request access, set DINOV3_WEIGHTS_URL; docs/zoo.md)
+    backbone=dict(arch='dinov3_vits16', pretrained=True),
     decode_head=dict(num_classes=150, dropout_ratio=0.1, dropout_before_norm=True))
 train_pipeline = [
     dict(type='LoadImageFromFile'),

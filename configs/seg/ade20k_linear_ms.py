@@ -9,7 +9,7 @@ _base_ = [
 crop_size = (640, 640)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
+    backbone=dict(arch='dinov2_vits14', pretrained=True,  # released weights (docs/zoo.md)
                   out_indices='four_last'),
     decode_head=dict(num_classes=150),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(320, 320)))

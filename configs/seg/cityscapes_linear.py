@@ -8,6 +8,6 @@ _base_ = [
 ]
 model = dict(
     data_preprocessor=dict(size=(512, 1024)),
-    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth'),
+    backbone=dict(arch='dinov2_vits14', pretrained=True),  # released weights (docs/zoo.md)
     decode_head=dict(num_classes=19),
     test_cfg=dict(mode='slide', crop_size=(512, 1024), stride=(341, 683)))

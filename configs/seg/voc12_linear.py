@@ -6,5 +6,5 @@ _base_ = [
     '../_base_/schedules/dinov2_40k.py', '../_base_/default_runtime.py'
 ]
 model = dict(
-    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth'),
+    backbone=dict(arch='dinov2_vits14', pretrained=True),  # released weights (docs/zoo.md)
     decode_head=dict(num_classes=21))

@@ -4,7 +4,7 @@
 # tools/test.py with --tta). DINOv2 trained it on train + the SBD-augmented list: point
 # ann_file at that list if you have it.
 # Reproduces: DINOv2 paper, VOC 2012 linear +ms mIoU 82.6 (docs/protocols.md section 6). Head:
-# dinov2_vits14_voc2012_ms_head.pth (tools/convert_checkpoint.py --head).
+# dinov2_vits14_voc2012_ms_head.pth; with it: densedino.init_model('dinov2_vits14_voc2012_ms').
 _base_ = [
     '../_base_/models/dino_linear_seg.py', '../_base_/datasets/voc12_512.py',
     '../_base_/schedules/dinov2_40k.py', '../_base_/default_runtime.py'
@@ -12,7 +12,7 @@ _base_ = [
 crop_size = (640, 640)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch='dinov2_vits14', checkpoint='checkpoints/dinov2_vits14_pretrain.pth',
+    backbone=dict(arch='dinov2_vits14', pretrained=True,  # released weights (docs/zoo.md)
                   out_indices='four_last'),
     decode_head=dict(num_classes=21),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(320, 320)))

@@ -19,6 +19,7 @@ these differences:
   test batch of images of different sizes.
 """
 import copy
+import difflib
 import os
 import os.path as osp
 from pathlib import Path
@@ -32,8 +33,11 @@ from mmengine.registry import DefaultScope
 from mmseg.models import BaseSegmentor
 from mmseg.structures import SegDataSample
 
+from .. import zoo
 from ..engine.checkpoint import load_model_checkpoint, read_model_checkpoint
+from ..models import load_depth_anything_v2
 from ..models.backbones.checkpoint import CheckpointError
+from ..models.heads import load_head_checkpoint
 from ..registry import DATASETS, MODELS, TRANSFORMS
 from ..visualization.overlay import default_palette
 
@@ -53,14 +57,20 @@ class InferenceError(ValueError):
 
 def init_model(config: Union[str, Path, Config], checkpoint: Optional[Union[str, Path]] = None,
                device: str = 'cpu', cfg_options: Optional[dict] = None) -> BaseSegmentor:
-    """Build a segmentor from a config and load a trained checkpoint into it.
+    """Build a segmentor from a config and load a trained checkpoint into it, or build a
+    released model by its zoo name.
 
     Args:
-        config: Config file path or ``Config`` (not modified; a copy is used).
+        config: Config file path or ``Config`` (not modified; a copy is used), or the name of a
+            complete model of the zoo (``densedino.list_models()``, e.g.
+            ``'dinov2_vits14_nyu_dpt'``): its config, with the released backbone and head (or
+            Depth-Anything-V2 file) fetched into the cache on first use and loaded strictly.
         checkpoint: Full-model checkpoint (e.g. ``iter_N.pth`` from training), or None to keep
-            the config's weights (random head, ``model.backbone.checkpoint`` backbone).
+            the config's weights (random head, backbone from ``model.backbone.checkpoint`` or,
+            with ``model.backbone.pretrained``, the released one). Not with a zoo name.
         device: Device to put the model on.
-        cfg_options: Config overrides, as ``Config.merge_from_dict`` takes them.
+        cfg_options: Config overrides, as ``Config.merge_from_dict`` takes them (for a zoo
+            name, applied after the entry's own).
 
     Returns:
         The segmentor in eval mode, with ``dataset_meta`` (``classes``, ``palette``, ...) and
@@ -68,10 +78,16 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[Union[str,
 
     Raises:
         CheckpointError: The checkpoint is missing, unreadable, or does not fit the model.
-        InferenceError: The config file is missing, or no class names are known (neither
-            ``meta.dataset_meta`` in the checkpoint nor classes in the config's dataset), or
-            they do not match the head's number of classes.
+        InferenceError: The config file is missing (and the name is no zoo model), or no
+            class names are known (neither ``meta.dataset_meta`` in the checkpoint nor classes
+            in the config's dataset), or they do not match the head's number of classes.
+        densedino.hub.DownloadError: A released file cannot be fetched.
     """
+    if _is_zoo_name(config):
+        if checkpoint is not None:
+            raise InferenceError(f'{config} is a zoo model and brings its own weights; to load '
+                                 f'{checkpoint}, pass its config instead of the name')
+        return _init_zoo_model(str(config), device, cfg_options)
     cfg = _load_config(config, cfg_options)
     ckpt = read_model_checkpoint(checkpoint) if checkpoint is not None else None
     _prepare_model_cfg(cfg, from_checkpoint=ckpt is not None)
@@ -81,6 +97,40 @@ def init_model(config: Union[str, Path, Config], checkpoint: Optional[Union[str,
             load_model_checkpoint(model, ckpt, checkpoint, what=f'the model of {_cfg_name(cfg)}')
         model.dataset_meta = model_dataset_meta(model, cfg, ckpt, checkpoint)
     _check_num_classes(model, checkpoint)
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def _is_zoo_name(config: Any) -> bool:
+    """A zoo name rather than a config: a string that names an entry and no file."""
+    return isinstance(config, str) and config in zoo.ZOO and not osp.exists(config)
+
+
+def _init_zoo_model(name: str, device: str, cfg_options: Optional[dict]) -> BaseSegmentor:
+    """``init_model(name)``: the entry's config with its released files, assembled in memory
+    as ``tools/convert_checkpoint.py`` would join them (backbone file as the backbone
+    checkpoint, head file loaded strictly into the head; or one Depth-Anything-V2 file)."""
+    entry = zoo.get(name)
+    if entry.kind != 'model':
+        use = 'densedino.create_backbone(name, pretrained=True)' if entry.kind == 'backbone' \
+            else f'init_model({entry.name[:-len("_head")]!r}), its complete model'
+        raise InferenceError(f'{name} is a {entry.kind}, not a complete model: init_model takes '
+                             f'densedino.list_models() names; use {use}')
+    config = zoo.config_path(entry)  # a missing configs/ folder before any download
+    paths = [zoo.fetch(part) for part in zoo.files(name)]  # downloads before the slow build
+    cfg = _load_config(config, {**dict(entry.cfg_options), **(cfg_options or {})})
+    _prepare_model_cfg(cfg, from_checkpoint=True)
+    joined = entry.loader == 'backbone+head'
+    if joined:
+        cfg.model.backbone.checkpoint = paths[0]
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        model = MODELS.build(cfg.model)
+        if joined:
+            load_head_checkpoint(model, paths[1])
+        else:
+            load_depth_anything_v2(model, paths[0])
+        model.dataset_meta = model_dataset_meta(model, cfg)
+    _check_num_classes(model, None)
     model.cfg = cfg
     return model.to(device).eval()
 
@@ -206,7 +256,7 @@ def model_dataset_meta(model: BaseSegmentor, cfg: Config, ckpt: Optional[dict] =
 def _load_config(config: Union[str, Path, Config], cfg_options: Optional[dict]) -> Config:
     if isinstance(config, (str, Path)):
         if not osp.isfile(config):
-            raise InferenceError(f'config file {config} does not exist')
+            raise InferenceError(_missing_config(str(config)))
         cfg = Config.fromfile(str(config))
     elif isinstance(config, Config):
         cfg = copy.deepcopy(config)
@@ -217,8 +267,20 @@ def _load_config(config: Union[str, Path, Config], cfg_options: Optional[dict]) 
     return cfg
 
 
+def _missing_config(config: str) -> str:
+    """A missing config file; a bare name (no folder, no .py) is taken for a mistyped zoo
+    name and answered with the nearest model names."""
+    if osp.dirname(config) or config.endswith('.py'):
+        return f'config file {config} does not exist'
+    near = difflib.get_close_matches(config, zoo.list_models(), n=3, cutoff=0.6)
+    hint = f'did you mean {", ".join(near)}?' if near else \
+        'densedino.list_models() lists the zoo models'
+    return f'{config} is neither a config file nor a zoo model name; {hint}'
+
+
 def _prepare_model_cfg(cfg: Config, *, from_checkpoint: bool) -> None:
-    """No training-only settings; with a full checkpoint, no separate backbone weights to read."""
+    """No training-only settings; with a full checkpoint, no separate backbone weights to read
+    (neither a file nor the released weights, which would be downloaded for nothing)."""
     cfg.model.train_cfg = None
     cfg.model.pop('pretrained', None)
     backbone = cfg.model.get('backbone')
@@ -227,6 +289,8 @@ def _prepare_model_cfg(cfg: Config, *, from_checkpoint: bool) -> None:
         if from_checkpoint and 'checkpoint' in backbone:
             # the full checkpoint holds the backbone too; the pretrained file may not be here
             backbone.checkpoint = None
+        if from_checkpoint and backbone.get('pretrained'):
+            backbone.pretrained = False
 
 
 def _meta_from_checkpoint(ckpt: Optional[dict]) -> Optional[dict]:

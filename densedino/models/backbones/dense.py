@@ -62,6 +62,9 @@ class DinoBackbone(BaseModule):
     Args:
         arch: Preset name (``densedino.list_backbones()``).
         checkpoint: Backbone weights (any format ``create_backbone`` reads), or None.
+        pretrained: Load the released weights of ``arch`` instead (fetched into the cache on
+            first use: docs/zoo.md); the protocol configs set it, so they need no file. Give
+            either this or ``checkpoint``.
         out_indices: Blocks (ConvNeXt: stages 0-3) to tap: indices or 'last' / 'four_last' /
             'four_even' (docs/protocols.md section 2).
         norm: Apply the final norm to each tapped block (DINOv2 segmentation: yes; DINOv2 depth:
@@ -74,14 +77,15 @@ class DinoBackbone(BaseModule):
         init_cfg: Unused (weights come from ``checkpoint``); kept for mmengine.
     """
 
-    def __init__(self, arch: str, *, checkpoint: Optional[str] = None,
+    def __init__(self, arch: str, *, checkpoint: Optional[str] = None, pretrained: bool = False,
                  out_indices: Union[str, int, Sequence[int]] = 'last', norm: bool = True,
                  frozen: bool = True, trainable_blocks: int = 0, pad_mode: str = 'center',
                  arch_overrides: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if pad_mode not in PAD_MODES:
             raise ValueError(f'pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
-        self.model = create_backbone(arch, checkpoint=checkpoint, **(arch_overrides or {}))
+        self.model = create_backbone(arch, checkpoint=checkpoint, pretrained=pretrained,
+                                     **(arch_overrides or {}))
         self.is_vit = hasattr(self.model, 'blocks')
         depth = self.model.n_blocks if self.is_vit else 4
         if not 0 <= trainable_blocks <= depth:
