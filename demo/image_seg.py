@@ -1,7 +1,11 @@
-"""Segment one image with a trained model and write a colour overlay with a legend.
+"""Segment one image with a trained or released model and write a colour overlay with a legend.
 
+    python demo/image_seg.py IMG --model dinov2_vits14_ade20k_linear --out overlay.png
     python demo/image_seg.py IMG CONFIG CHECKPOINT --out overlay.png [--device cpu]
         [--opacity 0.5] [--no-legend] [--show]
+
+``--model`` names a released segmentation model (``densedino.list_models('seg')``): its backbone
+and head are downloaded once into the cache and assembled on load.
 
 The overlay has the image's height; the legend of the classes present (largest first) is
 appended on the right, so the width is the image's plus the legend's (exactly the image's size
@@ -26,8 +30,12 @@ from densedino.cli import display_available, run_cli  # noqa: E402
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Segment an image and write a colour overlay')
     parser.add_argument('img', help='image file')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file (e.g. work_dirs/.../iter_N.pth)')
+    parser.add_argument('config', nargs='?', help='config file (or --model)')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file (e.g. work_dirs/.../iter_N.pth)')
+    parser.add_argument('--model', help='a released segmentation model instead of CONFIG '
+                        'CHECKPOINT, e.g. dinov2_vits14_ade20k_linear (python tools/zoo.py list '
+                        '--task seg)')
     parser.add_argument('--out', default='overlay.png', help='output image (default: %(default)s)')
     parser.add_argument('--device', default='cpu', help='torch device (default: %(default)s)')
     parser.add_argument('--opacity', type=float, default=0.5,
@@ -49,12 +57,32 @@ def check_inputs(args: argparse.Namespace) -> np.ndarray:
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f'--opacity must be in [0, 1], got {args.opacity}')
     image = read_image(args.img)
-    for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
-        if not osp.isfile(path):
-            raise FileNotFoundError(f'{what} file {path} does not exist')
+    if args.model is not None:
+        check_model_name(args)
+    else:
+        if args.config is None or args.checkpoint is None:
+            raise ValueError('give CONFIG and CHECKPOINT, or --model NAME (a released model)')
+        for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
+            if not osp.isfile(path):
+                raise FileNotFoundError(f'{what} file {path} does not exist')
     if not cv2.haveImageWriter(args.out):
         raise ValueError(f'--out {args.out}: use an image extension such as .png or .jpg')
     return image
+
+
+def check_model_name(args: argparse.Namespace) -> None:
+    """``--model`` is a released segmentation model, and comes without CONFIG / CHECKPOINT."""
+    import difflib
+
+    from densedino import list_models
+    if args.config is not None:
+        raise ValueError('--model brings its config and weights: drop CONFIG and CHECKPOINT')
+    names = list_models('seg')
+    if args.model not in names:
+        near = difflib.get_close_matches(args.model, names, n=3)
+        hint = f'; did you mean {" or ".join(near)}?' if near else \
+            ' (python tools/zoo.py list --task seg)'
+        raise ValueError(f'--model {args.model} is no released segmentation model{hint}')
 
 
 def segment(args: argparse.Namespace, image: np.ndarray) -> Tuple[np.ndarray, float, float]:
@@ -66,8 +94,9 @@ def segment(args: argparse.Namespace, image: np.ndarray) -> Tuple[np.ndarray, fl
     from densedino.apis import inference_model, init_model
     from densedino.visualization import draw_overlay
     start = time.perf_counter()
-    print(f'loading {osp.basename(args.checkpoint)} on {args.device}...', file=sys.stderr)
-    model = init_model(args.config, args.checkpoint, device=args.device)
+    print(f'loading {args.model or osp.basename(args.checkpoint)} on {args.device}...',
+          file=sys.stderr)
+    model = init_model(args.model or args.config, args.checkpoint, device=args.device)
     loaded = time.perf_counter()
     result = inference_model(model, args.img)
     done = time.perf_counter()

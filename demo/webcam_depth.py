@@ -1,5 +1,6 @@
 """Live monocular depth: a camera, a video file or an image folder, frame | depth side by side.
 
+    python demo/webcam_depth.py --source 0 --model dinov2_vits14_nyu_dpt
     python demo/webcam_depth.py --source 0 --config CONFIG --checkpoint CKPT
     python demo/webcam_depth.py --source clip.mp4 --config CONFIG --checkpoint CKPT \\
         --out depth.mp4 --no-show
@@ -38,7 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--source', default='0',
                         help='camera index (0, 1 ...), video file, or folder of images '
                              '(default: %(default)s)')
-    parser.add_argument('--config', required=True, help='depth model config')
+    parser.add_argument('--model', help='a released depth model, e.g. dinov2_vits14_nyu_dpt or '
+                        'depth_anything_v2_small (downloaded once; python tools/zoo.py list '
+                        '--task depth)')
+    parser.add_argument('--config', help='depth model config (or --model)')
     parser.add_argument('--checkpoint', help='trained checkpoint (without: the config\'s weights, '
                         'e.g. a random head: the depth is meaningless)')
     parser.add_argument('--out', help='write the panels as a video (.mp4 or .avi)')
@@ -138,10 +142,10 @@ class FrameSource:
 
 
 class DepthRunner:
-    """A depth model from a config and checkpoint, run on BGR frames.
+    """A depth model from a config and checkpoint, or a released model's name, run on BGR frames.
 
     Args:
-        config: Config file of a depth model.
+        config: Config file of a depth model, or a released depth model's name (zoo).
         checkpoint: Trained checkpoint, or None.
         device: torch device name.
         precision: 'auto', 'bf16' or 'fp32'.
@@ -215,11 +219,30 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise ValueError('give both --vmin and --vmax for a fixed colour range, or neither')
     if args.vmin is not None and not args.vmax > args.vmin:
         raise ValueError(f'--vmax ({args.vmax}) must exceed --vmin ({args.vmin})')
+    if args.model is not None:
+        check_model_name(args.model, args.config or args.checkpoint)
+    elif args.config is None:
+        raise ValueError('give --model NAME (a released depth model) or --config CONFIG')
     for path, what in ((args.config, 'config'), (args.checkpoint, 'checkpoint')):
         if path is not None and not osp.isfile(path):
             raise FileNotFoundError(f'{what} file {path} does not exist')
     if args.out and osp.splitext(args.out)[1].lower() not in VIDEO_CODECS:
         raise ValueError(f'--out {args.out}: use a .mp4, .mov or .avi file name')
+
+
+def check_model_name(name: str, also_given: Optional[str]) -> None:
+    """``--model`` is a released depth model, and comes without --config / --checkpoint."""
+    import difflib
+
+    from densedino import list_models
+    if also_given:
+        raise ValueError('--model brings its config and weights: drop --config and --checkpoint')
+    names = list_models('depth')
+    if name not in names:
+        near = difflib.get_close_matches(name, names, n=3)
+        hint = f'; did you mean {" or ".join(near)}?' if near else \
+            ' (python tools/zoo.py list --task depth)'
+        raise ValueError(f'--model {name} is no released depth model{hint}')
 
 
 def report_progress(frames: int, fps: float, started: float, last_report: float) -> float:
@@ -243,10 +266,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.show and not show:
         print('no display available: running headless', file=sys.stderr)
     source = FrameSource(args.source)
-    print(f'loading {osp.basename(args.checkpoint or args.config)} on {device}...',
+    print(f'loading {args.model or osp.basename(args.checkpoint or args.config)} on {device}...',
           file=sys.stderr, flush=True)
-    runner = DepthRunner(args.config, args.checkpoint, device, args.precision, args.flip)
-    if args.checkpoint is None:
+    runner = DepthRunner(args.model or args.config, args.checkpoint, device, args.precision,
+                         args.flip)
+    if args.checkpoint is None and args.model is None:
         print('no --checkpoint: the head is untrained, the depth is meaningless', file=sys.stderr)
     print(f'running on {args.source} ({runner.precision})'
           + ('; q or Esc in the window stops' if show else '; Ctrl-C stops'), file=sys.stderr,

@@ -232,8 +232,8 @@ def test_read_image_errors_name_the_file(tmp_path):
 def tiny_factory(monkeypatch):
     """The CLI builds tiny models (the preset options otherwise)."""
     real = densedino.create_backbone
-    monkeypatch.setattr(densedino, 'create_backbone', lambda name, checkpoint=None: real(
-        name, checkpoint=checkpoint, **(TINY_CONVNEXT if 'convnext' in name else TINY)))
+    monkeypatch.setattr(densedino, 'create_backbone', lambda name, checkpoint=None, **kw: real(
+        name, checkpoint=checkpoint, **kw, **(TINY_CONVNEXT if 'convnext' in name else TINY)))
 
 
 @pytest.mark.parametrize('mode,name', [

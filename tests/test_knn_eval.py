@@ -109,8 +109,8 @@ def test_tool_on_synthetic_scenes_writes_json(synthetic, tmp_path, capsys):
          '--no-progress'])
     with pytest.MonkeyPatch.context() as mp:  # the tool builds a tiny ViT of the same family
         mp.setattr('densedino.create_backbone',
-                   lambda name, checkpoint=None: create_backbone(name, checkpoint=checkpoint,
-                                                                 **TINY))
+                   lambda name, checkpoint=None, **kw: create_backbone(
+                       name, checkpoint=checkpoint, **kw, **TINY))
         main(args)
     captured = capsys.readouterr()
     assert RANDOM_WARNING in captured.err and 'k-NN top-1 (k=5)' in captured.out

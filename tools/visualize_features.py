@@ -1,9 +1,11 @@
 """Figures of what a DINO backbone sees: joint PCA colours, CLS attention, query similarity.
 
-    python tools/visualize_features.py pca IMAGES... --backbone NAME [--checkpoint PATH] [--layer N]
+    python tools/visualize_features.py pca IMAGES... --backbone NAME [--pretrained | --checkpoint PATH]
+        [--layer N]
         [--size S] [--fg-threshold T] [--sign border|majority] [--colour sigmoid|minmax]
         [--out pca.png]
-    python tools/visualize_features.py attention IMAGES... --backbone NAME [--checkpoint PATH]
+    python tools/visualize_features.py attention IMAGES... --backbone NAME
+        [--pretrained | --checkpoint PATH]
         [--threshold 0.6] [--max-heads 12] [--out attention.png]
     python tools/visualize_features.py similarity IMAGES... --backbone NAME [--query X Y] [--out sim.png]
 
@@ -13,8 +15,9 @@ or input | similarity to the query patch of the first image. Images keep their a
 the short side is resized to ``--size`` and the rest padded to the patch multiple, never
 squashed; the maps are cropped back to the image. Attention and similarity maps carry a colour
 bar each; a legend under the grid explains the outline and the query mark. The figure's title
-names the model as built (preset, ``--overrides``, checkpoint file). Without ``--checkpoint``
-the weights are random and the maps mean nothing (a warning says so, and the figure title too).
+names the model as built (preset, ``--overrides``, checkpoint file). ``--pretrained`` takes the
+released weights of ``--backbone`` (downloaded once, densedino.zoo). Without either the weights
+are random and the maps mean nothing (a warning says so, and the figure title too).
 Fonts, ticks and the default dpi follow ``densedino.visualization.style``.
 """
 import argparse
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MODES = ('pca', 'attention', 'similarity')
-RANDOM_WARNING = 'warning: random weights: the maps are meaningless; pass --checkpoint'
+RANDOM_WARNING = ('warning: random weights: the maps are meaningless; pass --pretrained or '
+                  '--checkpoint')
 COLORBAR_INCHES = 0.85  # added to a map column's width for its colour bar and tick labels
 TITLE_INCHES = 0.9  # the figure's two-line title and the panel titles
 KEY_INCHES = 0.35  # the legend below the grid
@@ -282,7 +286,7 @@ def describe_model(args: argparse.Namespace) -> str:
     overrides = ', '.join(f'{k}={v}' for k, v in (args.overrides or {}).items())
     name = f'{args.backbone} ({overrides})' if overrides else args.backbone
     weights = osp.basename(args.checkpoint) if args.checkpoint else \
-        'RANDOM WEIGHTS: meaningless maps'
+        'released weights' if args.pretrained else 'RANDOM WEIGHTS: meaningless maps'
     return f'{name}, {weights}'
 
 

@@ -24,7 +24,11 @@ def add_backbone_args(parser: argparse.ArgumentParser, *, checkpoint_help: str) 
     backbone of the feature tools (:func:`build_backbone`)."""
     parser.add_argument('--backbone', required=True,
                         help='backbone preset, e.g. dinov2_vits14 (densedino.list_backbones())')
-    parser.add_argument('--checkpoint', help=checkpoint_help)
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument('--checkpoint', help=checkpoint_help)
+    weights.add_argument('--pretrained', action='store_true',
+                         help='the released weights of --backbone, downloaded once into the '
+                         'cache (densedino.zoo; python tools/zoo.py list --kind backbone)')
     parser.add_argument('--overrides', nargs='+', action=OverridesAction, default={},
                         metavar='KEY=VALUE',
                         help='backbone preset overrides, e.g. those of a pretraining run: '
@@ -41,9 +45,9 @@ def build_backbone(args: argparse.Namespace, random_warning: str):
     import torch
 
     from densedino import create_backbone
-    if args.checkpoint is None:
+    if args.checkpoint is None and not args.pretrained:
         print(random_warning, file=sys.stderr)
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     torch.manual_seed(args.seed)
-    return create_backbone(args.backbone, checkpoint=args.checkpoint,
+    return create_backbone(args.backbone, checkpoint=args.checkpoint, pretrained=args.pretrained,
                            **args.overrides).to(device)
