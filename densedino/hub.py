@@ -73,7 +73,8 @@ class Gate:
                     f'download links expire, request a new one at {self.request_url}')
         return (f'the {self.family} weights are gated: request access at {self.request_url} and '
                 f'set {self.env} to the download URL you receive (it replaces '
-                f'{self.official_prefix})')
+                f'{self.official_prefix}), or accept the terms of its Hugging Face repository '
+                'and log in (HF_TOKEN or huggingface-cli login)')
 
 
 DINOV3_GATE = Gate('DINOV3_WEIGHTS_URL', OFFICIAL_BASE + '/dinov3',

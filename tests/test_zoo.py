@@ -229,12 +229,48 @@ def test_pretrained_and_checkpoint_are_exclusive_and_names_checked():
         densedino.create_backbone('dinov2_vits41', pretrained=True)
 
 
-def test_gated_dinov3_without_access_says_how_to_request_it(server):
+def test_gated_dinov3_without_access_says_how_to_request_it(server, monkeypatch):
+    _no_hugging_face_token(monkeypatch)
     with pytest.raises(DownloadError) as err:
         densedino.create_backbone('dinov3_vits16', pretrained=True)
     message = one_line(err)
     assert 'HTTP 404' in message and zoo.DINOV3_LICENSE_PAGE in message
     assert 'set DINOV3_WEIGHTS_URL to the download URL' in message
+    assert 'Hugging Face repository and log in (HF_TOKEN' in message
+
+
+def _no_hugging_face_token(monkeypatch) -> None:
+    monkeypatch.delenv('HF_TOKEN', raising=False)
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, 'get_token', lambda: None)
+
+
+def test_gated_dinov3_from_hugging_face_with_a_token(server, monkeypatch, tmp_path):
+    """Without the e-mailed URL but logged in to Hugging Face: the transformers repository's
+    weights, read by the Hugging Face converter, and nothing asked of Meta's server."""
+    transformers = pytest.importorskip('transformers')
+    cfg = transformers.DINOv3ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+        patch_size=16, num_register_tokens=4, rope_theta=100.0, layer_norm_eps=1e-5,
+        layerscale_value=1e-5, image_size=64)
+    torch.manual_seed(0)
+    transformers.DINOv3ViTModel(cfg).save_pretrained(tmp_path / 'hf', safe_serialization=True)
+    asked = []
+
+    def fake_fetch_hf(repo_id, filename, *, revision=None, license=None):
+        asked.append((repo_id, filename))
+        return str(tmp_path / 'hf' / filename)
+    monkeypatch.setenv('HF_TOKEN', 'hf_test')
+    monkeypatch.setattr(hub, 'fetch_hf', fake_fetch_hf)
+    tiny = dict(embed_dim=32, depth=2, num_heads=2)
+    ours = densedino.create_backbone('dinov3_vits16', pretrained=True, **tiny)
+    assert asked == [('facebook/dinov3-vits16-pretrain-lvd1689m', 'model.safetensors')]
+    assert server.requests == []
+    by_hand = densedino.create_backbone('dinov3_vits16', checkpoint=str(tmp_path / 'hf'), **tiny)
+    assert_same_weights(ours, by_hand)
+    monkeypatch.setenv('DINOV3_WEIGHTS_URL', server.url + '/dinov3')  # the e-mailed URL wins
+    with pytest.raises(DownloadError, match='HTTP 404'):
+        densedino.create_backbone('dinov3_vits16', pretrained=True, **tiny)
 
 
 # ------------------------------------------------------------------ complete models

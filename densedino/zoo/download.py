@@ -43,8 +43,29 @@ def fetch(entry: Union[str, ZooEntry], *, progress: bool = True,
                          'fetch each of densedino.zoo.files(name)')
     if entry.hf_file:
         return _fetch_hf(entry, into_cache)
+    if entry.gated and entry.hf_repo and _gated_through_hugging_face():
+        return hub.fetch_hf(entry.hf_repo, HF_WEIGHTS_FILE, license=license_text(entry))
     return hub.fetch(entry.url, file_name=entry.file_name, sha256=entry.sha256,
                      license=license_text(entry), name=entry.name, progress=progress)
+
+
+#: The weights file of a transformers repository (read by densedino's Hugging Face converters).
+HF_WEIGHTS_FILE = 'model.safetensors'
+
+
+def _gated_through_hugging_face() -> bool:
+    """Whether a gated backbone comes from its Hugging Face repository: when no download URL from
+    the licence e-mail is set (``DINOV3_WEIGHTS_URL``) but a Hugging Face token is (``HF_TOKEN``,
+    or ``huggingface-cli login``), after the repository's terms were accepted on its page."""
+    if os.environ.get(hub.DINOV3_GATE.env):
+        return False
+    if os.environ.get('HF_TOKEN'):
+        return True
+    try:
+        from huggingface_hub import get_token
+    except ImportError:
+        return False
+    return get_token() is not None
 
 
 def _fetch_hf(entry: ZooEntry, into_cache: bool) -> str:
