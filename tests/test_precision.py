@@ -92,15 +92,31 @@ def test_benchmark_script_end_to_end(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     res = json.loads(out.read_text())
+    assert {'args', 'machine', 'roofline', 'gflop_per_forward', 'bf16_matmul', 'densedino', 'hf',
+            'ratio', 'diff_vs_hf', 'vs_fp32'} <= set(res)
+    # FLOPs of the tiny model (depth 1, width 32, 4 x 4 patches + class token), by hand
+    n, d, p = 17, 32, 14
+    macs = 16 * d * 3 * p * p + n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * 4 * d
+    assert res['gflop_per_forward'] == pytest.approx(2 * macs / 1e9)
+    roof = res['roofline']
+    assert roof['roofline_gflops'] == max(v['gflops'] for v in roof['variants'].values())
+    printed = ' '.join(proc.stdout.split())
     for side in ('densedino', 'hf'):
-        assert res[side]['images_per_s'] > 0 and res[side]['iters'] == 2
+        r = res[side]
+        assert r['iters'] == 2
         # batch 1: one image per median latency, the model's FLOPs per median latency
-        med_s = res[side]['latency_median_ms'] / 1e3
-        assert res[side]['images_per_s'] == pytest.approx(1 / med_s)
-        assert res[side]['gflops'] == pytest.approx(res['gflop_per_forward'] / med_s)
+        med_s = r['latency_median_ms'] / 1e3
+        assert r['images_per_s'] == pytest.approx(1 / med_s)
+        assert r['gflops'] == pytest.approx(res['gflop_per_forward'] / med_s)
+        assert r['roofline_fraction'] == pytest.approx(r['gflops'] / roof['roofline_gflops'])
+        assert r['native_roofline_fraction'] == pytest.approx(r['gflops'] / roof['native_gflops'])
+        assert r['peak_mem_mb'] is not None and r['peak_tensor_mb'] > 0  # live tensors exist
+        # the printed row carries the JSON's figures
+        assert f"| {side} | {r['images_per_s']:.2f} | {r['latency_median_ms']:.1f} |" in printed
         # --dtype bf16 really ran in bf16: close to the fp32 reference, but not equal to it
         assert res['vs_fp32'][side]['max_abs'] > 0
-    assert res['ratio'] > 0 and res['gflop_per_forward'] > 0
-    assert res['roofline']['roofline_gflops'] > 0
+    ours, hf = res['densedino'], res['hf']
+    assert res['ratio'] == pytest.approx(ours['images_per_s'] / hf['images_per_s'])
+    assert f"densedino / HF throughput: {res['ratio']:.2f}x" in proc.stdout
     assert res['diff_vs_hf']['max_abs'] < 0.1
     assert res['vs_fp32']['densedino']['cosine_mean'] > 0.99

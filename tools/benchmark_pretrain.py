@@ -27,14 +27,14 @@ that fused kernels do in their backward (model FLOPs, not hardware FLOPs), and t
 no formula for the CPU flash kernel at all. The count is the same for every variant.
 
 MFU is achieved FLOP/s over a peak. On CPU the peak is this machine's fastest square matmul in
-the variant's precision, measured in the same run (``matmul_roofline`` of
-tools/benchmark_backbone.py: for bf16 on a CPU without bf16 arithmetic that is the fp32 rate).
+the variant's precision, measured in the same run (``densedino.benchmark.matmul_roofline``: for
+bf16 on a CPU without bf16 arithmetic that is the fp32 rate).
 On CUDA it is the datasheet dense peak of the detected GPU (bf16 tensor core; for fp32 the
 TF32 tensor-core peak when ``torch.get_float32_matmul_precision()`` allows TF32, else the plain
 fp32 peak); ``mfu_measured`` is always relative to the measured matmul rate.
 
 Memory: on CPU the growth of the resident set size during the extra iteration (with glibc
-serving allocations of 64 KiB or more by mmap, as in tools/benchmark_backbone.py): activations,
+serving allocations of 64 KiB or more by mmap; ``densedino.benchmark`` says why): activations,
 gradients and temporaries, not the weights or the optimiser state, which exist before it; on
 CUDA ``max_memory_allocated`` above the allocation before it.
 
@@ -56,29 +56,21 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-from tools._cli import parse_overrides  # noqa: E402
-from tools.benchmark_backbone import (DTYPES, PeakMemory, mmap_large_allocations,  # noqa: E402
-                                      log, machine_info, matmul_roofline, summarize, sync, write_json)
+from densedino.cli import OverridesAction  # noqa: E402
+from densedino.benchmark import (flop_counter, flop_rates, format_table, gpu_peak,  # noqa: E402
+                                 log, machine_info, matmul_roofline, measure_peaks, print_table,
+                                 run_interleaved, summarize, sync, time_call, to_mb, write_json)
 from densedino.pretrain import DinoSSLModel, collate_multicrop  # noqa: E402
 
 ATTENTIONS = ('sdpa', 'math')
 PRECISIONS = ('fp32', 'bf16')
-# Datasheet dense peaks in TFLOP/s (no sparsity): (name substrings, bf16, tf32, fp32 without
-# tensor cores). Matched against torch.cuda.get_device_name, first match wins.
-GPU_PEAKS_TFLOPS = (
-    (('H100', 'PCIe'), 756.0, 378.0, 51.2),
-    (('NVL',), 835.5, 417.5, 60.0),     # H100 NVL, H200 NVL
-    (('H100',), 989.4, 494.7, 66.9),   # SXM5 (HBM3)
-    (('H200',), 989.4, 494.7, 66.9),   # SXM
-    (('A100',), 312.0, 156.0, 19.5),
-)
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 # Parts of one iteration; compute_losses contains the teacher forward, so the student forward
 # (with the losses) is their difference, and the rest is EMA, centres and bookkeeping.
 PHASES = ('teacher_forward', 'student_forward', 'backward', 'optimizer_step', 'rest')
@@ -87,7 +79,7 @@ PHASES = ('teacher_forward', 'student_forward', 'backward', 'optimizer_step', 'r
 # ------------------------------------------------------------------ setup
 def build_model(args, device: torch.device) -> DinoSSLModel:
     """The SSL model (student + EMA teacher + heads) in fp32 on ``device``, in train mode."""
-    overrides = {'img_size': args.global_size, **parse_overrides(args.override, '--override')}
+    overrides = {'img_size': args.global_size, **args.override}
     model = DinoSSLModel(
         args.arch, backbone_overrides=overrides, drop_path_rate=args.drop_path,
         head=dict(n_prototypes=args.prototypes, hidden_dim=args.head_hidden,
@@ -189,9 +181,10 @@ class PhaseTimer:
         setattr(obj, method, measured)
         return True
 
-    def split(self, total: float) -> Dict[str, float]:
-        """Amount per phase (``PHASES``) of an iteration that took ``total``."""
-        t = self.totals
+    def split(self, total: float, totals: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """Amount per phase (``PHASES``) of an iteration that took ``total`` and measured
+        ``totals`` (default: the last iteration's)."""
+        t = self.totals if totals is None else totals
         losses = t.get('losses', 0.0)
         teacher = t.get('teacher_forward', 0.0)
         out = {'teacher_forward': teacher, 'student_forward': losses - teacher,
@@ -272,20 +265,20 @@ class Bench:
         self.hub.update_info('max_iters', args.schedule_iters)
         self.step = 0
 
-    def iteration(self, variant: Dict) -> Tuple[float, Dict[str, float], Dict[str, float]]:
-        """(seconds, phase split in seconds, train_step logs) of one training iteration."""
+    def _step(self, variant: Dict) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """(train_step logs, phase totals) of one training iteration of ``variant``."""
         self.blocks.use(variant['compiled'])
         self.hub.update_info('iter', self.step)
         self.step += 1
         self.timer.totals = {}
-        wrapper = self.wrappers[variant['precision']]
-        sync(self.device)
-        start = time.perf_counter()
         with attention_backend(variant['attention']):
-            logs = self.model.train_step(self.batch, wrapper)
-        sync(self.device)
-        total = time.perf_counter() - start
-        return total, self.timer.split(total), logs
+            logs = self.model.train_step(self.batch, self.wrappers[variant['precision']])
+        return logs, self.timer.totals
+
+    def iteration(self, variant: Dict) -> Tuple[float, Dict[str, float], Dict[str, float]]:
+        """(seconds, phase split in seconds, train_step logs) of one training iteration."""
+        seconds, (logs, totals) = time_call(functools.partial(self._step, variant), self.device)
+        return seconds, self.timer.split(seconds, totals), logs
 
     def count_flops(self, variant: Dict) -> Dict:
         """FLOPs of one eager iteration with math attention (see the module docstring)."""
@@ -295,7 +288,7 @@ class Bench:
         self.step += 1
         self.timer.totals = {}
         try:
-            with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            with flop_counter(math_attention=True) as counter:
                 self.timer.clock = counter.get_total_flops
                 self.model.train_step(self.batch, wrapper)
         finally:
@@ -307,64 +300,32 @@ class Bench:
 
     def run(self) -> Dict[str, Dict]:
         """Warm up, then time every variant in turn, alternating the order every iteration."""
-        args = self.args
         rec = {v['name']: {'times': [], 'splits': [], 'logs': None} for v in self.variants}
-        total_iters, spent = args.warmup + args.iters, 0.0
-        for i in range(total_iters):
-            warm = i < args.warmup
-            order = self.variants if i % 2 == 0 else self.variants[::-1]
-            last = {}
-            for v in order:
-                seconds, split, logs = self.iteration(v)
-                last[v['name']] = seconds
-                if not warm:
-                    r = rec[v['name']]
-                    r['times'].append(seconds)
-                    r['splits'].append(split)
-                    r['logs'] = logs
-                    spent += seconds
-            label = 'warmup' if warm else 'iter'
-            log(f'  [{i + 1}/{total_iters}] {label:6s} '
-                + '  '.join(f"{v['name']} {last[v['name']]:.3f}s" for v in self.variants))
-            if not warm and args.max_seconds and spent > args.max_seconds:
-                log(f"  stopping after {len(rec[self.variants[0]['name']])} timed iterations "
-                    '(--max-seconds)')
-                break
+
+        def record(name: str, seconds: float, out: Tuple[Dict, Dict[str, float]]) -> None:
+            logs, totals = out
+            rec[name]['times'].append(seconds)
+            rec[name]['splits'].append(self.timer.split(seconds, totals))
+            rec[name]['logs'] = logs
+
+        fns = {v['name']: functools.partial(self._step, v) for v in self.variants}
+        run_interleaved(fns, self.args.iters, self.args.warmup, self.device,
+                        self.args.max_seconds, on_timed=record)
         return rec
 
     def memory(self) -> Dict[str, int]:
         """Peak memory growth (bytes) of one extra iteration per variant."""
-        if self.device.type == 'cpu':
-            mmap_large_allocations()  # after the timing loop: it changes allocation costs
-        peaks = {}
-        for v in self.variants:
-            with PeakMemory(self.device, self.args.mem_interval) as mem:
-                self.iteration(v)
-            peaks[v['name']] = mem.peak
-            log(f"  memory {v['name']}: {mem.peak / 2 ** 20:.1f} MB")
-        return peaks
+        fns = {v['name']: functools.partial(self.iteration, v) for v in self.variants}
+        peaks = measure_peaks(fns, self.device, self.args.mem_interval)
+        return {name: peak.bytes for name, peak in peaks.items()}
 
 
-def gpu_peak(device: torch.device, precision: str) -> Tuple[Optional[float], str]:
-    """(datasheet dense peak in GFLOP/s or None, its description) for the detected GPU."""
-    if device.type != 'cuda':
-        return None, ''
-    name = torch.cuda.get_device_name(device)
-    for keys, bf16, tf32, fp32 in GPU_PEAKS_TFLOPS:
-        if all(k in name for k in keys):
-            if precision == 'bf16':
-                return 1e3 * bf16, f'{name} datasheet dense bf16 {bf16} TFLOP/s'
-            if torch.get_float32_matmul_precision() != 'highest':
-                return 1e3 * tf32, f'{name} datasheet dense TF32 {tf32} TFLOP/s'
-            return 1e3 * fp32, f'{name} datasheet fp32 (no tensor cores) {fp32} TFLOP/s'
-    return None, f'{name}: no datasheet peak known'
-
-
-def summarize_variant(rec: Dict, flops: float, roof: Dict, peak: int, device: torch.device,
-                      precision: str, batch: int) -> Dict:
+def summarize_variant(rec: Dict, flops: float, roof: Dict, peak: Optional[int],
+                      device: torch.device, precision: str, batch: int) -> Dict:
     """Throughput, latency, FLOP/s, MFU, memory and the phase split of one variant."""
-    out = summarize(rec['times'], batch, flops, roof, (peak, None))
-    out.pop('peak_tensor_mb')
+    out: Dict[str, Any] = summarize(rec['times'], batch)
+    out.update(flop_rates(flops, statistics.median(rec['times']), roof))
+    out['peak_mem_mb'] = to_mb(peak)
     out['tflops'] = out['gflops'] / 1e3
     out['mfu_measured'] = out.pop('roofline_fraction')
     sheet, desc = gpu_peak(device, precision)
@@ -384,29 +345,31 @@ def summarize_variant(rec: Dict, flops: float, roof: Dict, peak: int, device: to
 
 
 # ------------------------------------------------------------------- report
-def print_table(result: Dict) -> None:
+COLUMNS = ('variant', 'img/s', 'lat med ms', 'lat p90 ms', 'peak MB', 'GFLOP/s', 'MFU',
+           'student f+b', 'teacher', 'opt step', 'rest')
+
+
+def split_cells(sp: Dict[str, float]) -> Tuple[str, str, str, str]:
+    """Student forward + backward, teacher forward, optimiser step and rest, in % of the time."""
+    return (f"{100 * (sp['student_forward'] + sp['backward']):.0f}%",
+            f"{100 * sp['teacher_forward']:.0f}%", f"{100 * sp['optimizer_step']:.0f}%",
+            f"{100 * sp['rest']:.0f}%")
+
+
+def print_report(result: Dict) -> None:
     """The per-variant table and the ratios, on stdout."""
     a, s = result['args'], result['setup']
-    print(f"{a['arch']} pretraining iteration on {a['device']}: batch {a['batch']} images "
-          f"(2 x {a['global_size']} + {a['n_local']} x {a['local_size']} crops, "
-          f"{s['masked_patches']} masked patches), {a['prototypes']} prototypes, "
-          f"{result['flops']['per_iteration'] / 1e9:.4g} GFLOP per iteration")
-    cols = ('variant', 'img/s', 'lat med ms', 'lat p90 ms', 'peak MB', 'GFLOP/s', 'MFU',
-            'student f+b', 'teacher', 'opt step', 'rest')
-    rows = [cols]
+    title = (f"{a['arch']} pretraining iteration on {a['device']}: batch {a['batch']} images "
+             f"(2 x {a['global_size']} + {a['n_local']} x {a['local_size']} crops, "
+             f"{s['masked_patches']} masked patches), {a['prototypes']} prototypes, "
+             f"{result['flops']['per_iteration'] / 1e9:.4g} GFLOP per iteration")
+    rows = []
     for name, r in result['variants'].items():
-        sp = r['split']
         mem = '-' if r['peak_mem_mb'] is None else f"{r['peak_mem_mb']:.0f}"
         rows.append((name, f"{r['images_per_s']:.3f}", f"{r['latency_median_ms']:.0f}",
                      f"{r['latency_p90_ms']:.0f}", mem, f"{r['gflops']:.1f}",
-                     f"{100 * r['mfu']:.1f}%",
-                     f"{100 * (sp['student_forward'] + sp['backward']):.0f}%",
-                     f"{100 * sp['teacher_forward']:.0f}%", f"{100 * sp['optimizer_step']:.0f}%",
-                     f"{100 * sp['rest']:.0f}%"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
-    for row in rows:
-        print('  '.join(c.ljust(w) if i == 0 else c.rjust(w)
-                        for i, (c, w) in enumerate(zip(row, widths))))
+                     f"{100 * r['mfu']:.1f}%", *split_cells(r['split'])))
+    print_table(COLUMNS, rows, title=title)
     for name, r in result['variants'].items():
         print(f"MFU of {name}: against {r['mfu_peak']}"
               + ('' if r['mfu'] == r['mfu_measured']
@@ -415,38 +378,38 @@ def print_table(result: Dict) -> None:
         print(f"{name}: {r['ratio']:.3f}x (paired per iteration {r['paired_ratio']:.3f}x)")
 
 
+MARKDOWN_COLUMNS = ('arch', 'batch', 'crops', 'variant', 'img/s', 'latency ms (median / p90)',
+                    'GFLOP/iter', 'GFLOP/s', 'MFU', 'peak MB',
+                    'student f+b / teacher / step / rest')
+
+
 def markdown_rows(paths: List[str]) -> str:
-    """One markdown row per variant of each result JSON (the table of docs/benchmarks.md)."""
-    lines = ['| arch | batch | crops | variant | img/s | latency ms (median / p90) | '
-             'GFLOP/iter | GFLOP/s | MFU | peak MB | student f+b / teacher / step / rest |',
-             '|' + '---|' * 11]
+    """A markdown table with one row per variant of each result JSON (as in docs/benchmarks.md),
+    then the ratios as HTML comments."""
+    rows, comments = [], []
     for path in paths:
         with open(path) as f:
             res = json.load(f)
         a = res['args']
         crops = f"2x{a['global_size']} + {a['n_local']}x{a['local_size']}"
         for name, r in res['variants'].items():
-            sp = r['split']
             mem = '-' if r['peak_mem_mb'] is None else f"{r['peak_mem_mb']:.0f}"
-            lines.append(
-                f"| {a['arch']} | {a['batch']} | {crops} | {name} | {r['images_per_s']:.3f} | "
-                f"{r['latency_median_ms']:.0f} / {r['latency_p90_ms']:.0f} | "
-                f"{res['flops']['per_iteration'] / 1e9:.4g} | {r['gflops']:.1f} | "
-                f"{100 * r['mfu']:.1f}% | {mem} | "
-                f"{100 * (sp['student_forward'] + sp['backward']):.0f}% / "
-                f"{100 * sp['teacher_forward']:.0f}% / {100 * sp['optimizer_step']:.0f}% / "
-                f"{100 * sp['rest']:.0f}% |")
-        for name, r in res['ratios'].items():
-            lines.append(f"<!-- {path}: {name} = {r['ratio']:.3f}x "
-                         f"(paired {r['paired_ratio']:.3f}x) -->")
-    return '\n'.join(lines)
+            rows.append((a['arch'], a['batch'], crops, name, f"{r['images_per_s']:.3f}",
+                         f"{r['latency_median_ms']:.0f} / {r['latency_p90_ms']:.0f}",
+                         f"{res['flops']['per_iteration'] / 1e9:.4g}", f"{r['gflops']:.1f}",
+                         f"{100 * r['mfu']:.1f}%", mem, ' / '.join(split_cells(r['split']))))
+        comments += [f"<!-- {path}: {name} = {r['ratio']:.3f}x "
+                     f"(paired {r['paired_ratio']:.3f}x) -->" for name, r in res['ratios'].items()]
+    table = format_table(MARKDOWN_COLUMNS, rows, markdown=True, align='lrll' + 'r' * 7)
+    return '\n'.join([table] + comments)
 
 
 # --------------------------------------------------------------------- main
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--arch', default='dinov2_vits14', help='backbone preset / hub name')
-    p.add_argument('--override', action='append', default=[], metavar='KEY=VALUE',
+    p.add_argument('--override', nargs='+', action=OverridesAction, default={},
+                   metavar='KEY=VALUE',
                    help='backbone preset override, e.g. depth=1 (repeatable)')
     p.add_argument('--batch', type=int, default=8, help='images per iteration')
     p.add_argument('--global-size', type=int, default=224)
@@ -513,7 +476,8 @@ def main(argv=None) -> Dict:
         f"{flops['per_iteration'] / 1e9:.4g} GFLOP per iteration, warmup {args.warmup}, "
         f'iters {args.iters}')
     rec = bench.run()
-    peaks = {v['name']: -1 for v in bench.variants} if args.no_memory else bench.memory()
+    peaks = dict.fromkeys(v['name'] for v in bench.variants) if args.no_memory else \
+        bench.memory()
     bench.blocks.use(False)
     batch = bench.batch
     student = bench.model.student
@@ -530,7 +494,7 @@ def main(argv=None) -> Dict:
             rec[v['name']], flops['per_iteration'], roof[v['precision']], peaks[v['name']],
             device, v['precision'], args.batch)
     result['ratios'] = variant_ratios(bench.variants, result['variants'])
-    print_table(result)
+    print_report(result)
     if args.out:
         write_json(result, args.out)
     return result

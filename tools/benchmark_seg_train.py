@@ -5,13 +5,16 @@
 With a frozen backbone the head, the loss at label resolution, the backward through the head
 and the optimizer step should add little to the backbone forward; this measures the ratio on the
 config's crop size, batch and number of classes, with random weights, images and labels.
+
+The two are timed with ``densedino.benchmark.run_interleaved``: after the warm-up, one of each per
+iteration, the order flipping every iteration, so load on the machine hits both; the figures are
+the medians of the timed calls.
 """
 import argparse
 import json
 import os.path as osp
 import statistics
 import sys
-import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -31,20 +34,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _timed_pair(fn_a, fn_b, iters: int, warmup: int):
-    """Median times of two functions measured alternately, so load on the machine hits both."""
-    for _ in range(warmup):
-        fn_a()
-        fn_b()
-    ta, tb = [], []
-    for _ in range(iters):
-        for fn, acc in ((fn_a, ta), (fn_b, tb)):
-            t = time.perf_counter()
-            fn()
-            acc.append(time.perf_counter() - t)
-    return ta, tb
-
-
 def build(args):
     import torch
     import densedino  # noqa: F401
@@ -53,10 +42,12 @@ def build(args):
     from mmengine.registry import init_default_scope
     from mmseg.structures import SegDataSample
     from mmengine.structures import PixelData
-    from densedino.registry import MODELS
+    from mmseg.registry import MODELS  # densedino's models resolve in the 'densedino' scope
     cfg = Config.fromfile(args.config)
     init_default_scope('densedino')
-    cfg.model.backbone.checkpoint = None
+    cfg.model.backbone.checkpoint = None  # random weights: nothing to read or download
+    if 'pretrained' in cfg.model.backbone:
+        cfg.model.backbone.pretrained = False
     if args.arch_overrides:
         cfg.model.backbone.arch_overrides = json.loads(args.arch_overrides)
     model = MODELS.build(cfg.model)
@@ -79,6 +70,7 @@ def build(args):
 
 def main(args: argparse.Namespace) -> dict:
     import torch
+    from densedino.benchmark import machine_info, run_interleaved, write_json
     if args.threads:
         torch.set_num_threads(args.threads)
     model, optim, data = build(args)
@@ -93,18 +85,19 @@ def main(args: argparse.Namespace) -> dict:
     def train_step():
         model.train_step(data, optim)
 
-    fwd, step = _timed_pair(backbone_forward, train_step, args.iters, args.warmup)
+    run = run_interleaved({'backbone_forward': backbone_forward, 'train_step': train_step},
+                          args.iters, args.warmup)
     res = dict(config=args.config, batch=len(data['inputs']), crop=list(inputs.shape[-2:]),
                threads=torch.get_num_threads(), loss='mmseg' if args.mmseg_loss else 'fused',
-               backbone_forward_s=statistics.median(fwd),
-               train_step_s=statistics.median(step))
+               backbone_forward_s=statistics.median(run.times['backbone_forward']),
+               train_step_s=statistics.median(run.times['train_step']))
     res['ratio'] = res['train_step_s'] / res['backbone_forward_s']
+    res['machine'] = machine_info(torch.device('cpu'), packages=())
     print(f"{args.config}: batch {res['batch']} crop {res['crop']}  backbone forward "
           f"{res['backbone_forward_s'] * 1e3:.0f} ms  training iteration "
           f"{res['train_step_s'] * 1e3:.0f} ms  ratio {res['ratio']:.3f}")
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(res, f, indent=2)
+        write_json(res, args.out)
     return res
 
 
