@@ -112,3 +112,26 @@ def test_tools_and_demos_use_only_public_names():
                 if why:
                     broken.append(f'{folder}/{name}:{line}: {why}')
     assert not broken, 'past the public API:\n' + '\n'.join(broken)
+
+
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 450, 60
+
+
+def test_modules_and_functions_stay_small():
+    """No file under densedino/ above 450 lines, no function above 60 (docstring included)."""
+    too_big = []
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if not name.endswith('.py'):
+                continue
+            path = osp.join(root, name)
+            source = open(path, encoding='utf-8').read()
+            rel = osp.relpath(path, REPO)
+            if source.count('\n') > MAX_FILE_LINES:
+                too_big.append(f'{rel}: {source.count(chr(10))} lines')
+            for node in ast.walk(ast.parse(source, filename=path)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        too_big.append(f'{rel}:{node.lineno} {node.name}: {length} lines')
+    assert not too_big, 'over the size limits:\n' + '\n'.join(too_big)
