@@ -13,10 +13,14 @@ from mmseg.structures import SegDataSample
 
 import densedino.evaluation.depth_metric as depth_metric_module
 from densedino.evaluation import (
+    ALIGN_MODES,
     DEPTH_CROPS,
     DEPTH_METRIC_KEYS,
+    align_depth,
     crop_mask,
     depth_metrics,
+    disparity_scale_shift,
+    fit_scale_shift,
 )
 from densedino.registry import METRICS
 
@@ -294,3 +298,160 @@ def test_metric_skips_samples_without_ground_truth_and_writes_them(tmp_path):
     for drive in ('drive1', 'drive2'):  # same frame name in two drives: both kept
         png = cv2.imread(str(tmp_path / 'out/a' / drive / '0001.png'), cv2.IMREAD_UNCHANGED)
         assert png.dtype.name == 'uint16' and (png == 512).all()
+
+
+# ---- alignment: least squares in disparity space, median scaling --------------------------------
+
+PERFECT_SCORES = {**dict.fromkeys(DEPTH_METRIC_KEYS, 0.0), 'd1': 1.0, 'd2': 1.0, 'd3': 1.0}
+
+
+def _scene(seed, shape=(24, 32)):
+    """Ground truth in [0.5, 10] with holes (0), out-of-range pixels and a predicted disparity."""
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(0.5, 10.0, shape)
+    gt[rng.random(shape) < 0.1] = 0.0
+    gt[0, :3] = (12.0, 1e-4, np.nan)
+    return rng, gt
+
+
+def _valid(gt, crop=None, max_depth=11.0):
+    return (gt > 1e-3) & (gt < max_depth) & crop_mask(gt.shape, crop)
+
+
+@pytest.mark.parametrize('scale, shift', [(2.5, 0.03), (0.01, -0.05), (40.0, 0.0)])
+def test_lstsq_disparity_recovers_known_scale_and_shift_exactly(scale, shift):
+    _, gt = _scene(3)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        pred_disp = (1.0 / gt - shift) / scale  # inf / nan at holes: not valid, not fitted
+    range_ = {'min_depth': 1e-3, 'max_depth': 11.0}
+    fitted = disparity_scale_shift(pred_disp, gt, **range_)
+    assert fitted == pytest.approx((scale, shift), abs=1e-9, rel=1e-9)
+    got = depth_metrics(pred_disp, gt, align='lstsq_disparity', **range_)
+    _assert_metrics(got, {**PERFECT_SCORES, 'n_valid': int(_valid(gt).sum())}, tol=1e-9)
+    aligned = align_depth(pred_disp, gt, align='lstsq_disparity', **range_)
+    np.testing.assert_allclose(aligned[_valid(gt)], gt[_valid(gt)], rtol=1e-9)
+
+
+def test_lstsq_fit_matches_numpy_and_ignores_invalid_pixels():
+    rng, gt = _scene(4, shape=(375, 1242))
+    with np.errstate(divide='ignore'):
+        pred_disp = (1.0 / gt - 0.02) / 3.0 + rng.normal(0, 0.02, gt.shape)
+    range_ = {'min_depth': 1e-3, 'max_depth': 11.0, 'crop': 'kitti_garg'}
+    valid = _valid(gt, 'kitti_garg')
+    design = np.stack([pred_disp[valid], np.ones(valid.sum())], axis=1)
+    expected, *_ = np.linalg.lstsq(design, 1.0 / gt[valid], rcond=None)
+    fitted = disparity_scale_shift(pred_disp, gt, **range_)
+    assert fitted == pytest.approx(tuple(expected), rel=1e-9, abs=1e-12)
+    # wild values at holes, out-of-range gt and outside the crop change neither fit nor metrics
+    ruined = np.where(valid, pred_disp, 1e6)
+    ruined[~valid & (gt == 0)] = np.nan
+    assert disparity_scale_shift(ruined, gt, **range_) == fitted
+    assert depth_metrics(ruined, gt, align='lstsq_disparity', **range_) == depth_metrics(
+        pred_disp, gt, align='lstsq_disparity', **range_)
+    # the metrics are those of the aligned, clamped depth, scored without alignment
+    aligned = 1.0 / np.clip(fitted[0] * pred_disp + fitted[1], 1 / 11.0, 1 / 1e-3)
+    assert depth_metrics(pred_disp, gt, align='lstsq_disparity', **range_) == pytest.approx(
+        depth_metrics(aligned, gt, **range_), rel=1e-12)
+
+
+def test_lstsq_aligned_disparity_is_clamped_to_the_range():
+    gt = np.array([[1.0, 2.0, 4.0, 8.0]])
+    pred_disp = np.array([[1.0, 0.5, 0.25, -5.0]])  # fit pulled off by the last pixel
+    scale, shift = disparity_scale_shift(pred_disp, gt, min_depth=0.5, max_depth=10.0)
+    aligned = align_depth(pred_disp, gt, align='lstsq_disparity', min_depth=0.5, max_depth=10.0)
+    disp = np.clip(scale * pred_disp + shift, 0.1, 2.0)
+    np.testing.assert_allclose(aligned, 1.0 / disp, rtol=1e-12)
+    assert aligned.min() >= 0.5 and aligned.max() <= 10.0
+    # constant prediction: no scale information -> s = 0, t = mean(1 / gt)
+    assert fit_scale_shift(np.full(4, 3.0), 1 / gt.ravel()) == pytest.approx(
+        (0.0, np.mean(1 / gt)), abs=1e-15)
+
+
+def test_median_alignment_of_scaled_depth_is_perfect():
+    _, gt = _scene(5)
+    pred = 0.37 * np.where(gt > 0, gt, 5.0)
+    got = depth_metrics(pred, gt, align='median', **NYU)
+    _assert_metrics(got, {**PERFECT_SCORES, 'n_valid': int(_valid(gt, max_depth=10.0).sum())},
+                    tol=1e-12)
+    assert depth_metrics(pred, gt, **NYU)['d1'] < 0.1  # without alignment it is far off
+    aligned = align_depth(pred, gt, align='median', **NYU)
+    np.testing.assert_allclose(aligned, pred / 0.37, rtol=1e-12)
+    with pytest.raises(ValueError, match='median'):
+        depth_metrics(np.zeros_like(gt), gt, align='median', **NYU)
+
+
+def test_unknown_alignment_raises_one_line_naming_it():
+    assert ALIGN_MODES == (None, 'lstsq_disparity', 'median')
+    for call in (lambda: depth_metrics(np.ones((2, 2)), np.ones((2, 2)), align='lstsq', **NYU),
+                 lambda: _build(align='lstsq')):
+        with pytest.raises(ValueError, match="align='lstsq'") as info:
+            call()
+        assert '\n' not in str(info.value) and 'lstsq_disparity' in str(info.value)
+
+
+def _relative_samples(seed, as_depth=False):
+    """Three images of a 'relative model': disparities with a different scale / shift each
+    (their inverse, a depth known up to scale, with ``as_depth``), without ``depth_range``."""
+    samples = []
+    rng = np.random.default_rng(seed)
+    for i, (scale, shift) in enumerate([(2.0, 0.05), (0.5, -0.02), (7.0, 0.1)]):
+        gt = rng.uniform(0.5, 9.0, (6, 8))
+        gt[0, 0] = 0.0
+        pred = (1.0 / np.where(gt > 0, gt, 1.0) - shift) / scale + rng.normal(0, 0.01, gt.shape)
+        pred = 1.0 / np.clip(pred, 1e-3, None) if as_depth else pred
+        samples.append(_sample(pred.tolist(), gt.tolist(), f'rel_{i}.png'))
+    return samples
+
+
+@pytest.mark.parametrize('align', ['lstsq_disparity', 'median'])
+def test_metric_alignment_matches_functional_path(align):
+    samples = _relative_samples(6, as_depth=align == 'median')
+    functional = [depth_metrics(np.asarray(s['pred_depth_map']['data'], np.float32),
+                                np.asarray(s['gt_depth_map']['data'], np.float32), align=align,
+                                **NYU) for s in samples]
+    metric = _build(align=align)
+    metric.process({}, samples)
+    assert [{k: r[k] for k in DEPTH_METRIC_KEYS} for r in metric.results] == [
+        {k: f[k] for k in DEPTH_METRIC_KEYS} for f in functional]
+    result = metric.evaluate(len(samples))
+    for key in DEPTH_METRIC_KEYS:
+        assert result[key] == pytest.approx(np.mean([f[key] for f in functional]), rel=1e-12)
+    if align == 'lstsq_disparity':  # noisy disparities, but a good fit: mostly within 1.25
+        assert result['d1'] > 0.8 and result['abs_rel'] < 0.2
+
+
+def test_relative_prediction_without_alignment_raises_one_line():
+    samples = _relative_samples(7)  # no depth_range, as DinoDepthEstimator's relative outputs
+    with pytest.raises(ValueError, match=r"rel_0\.png.*align='lstsq_disparity'") as info:
+        METRICS.build({'type': 'DenseDepthMetric'}).process({}, samples)
+    assert '\n' not in str(info.value)
+    # alignment without any range: the evaluator must give one (a relative model has none)
+    with pytest.raises(ValueError, match=r"min_depth and max_depth.*rel_0\.png"):
+        METRICS.build({'type': 'DenseDepthMetric', 'align': 'lstsq_disparity'}).process(
+            {}, samples)
+
+
+def test_a_marked_relative_prediction_needs_disparity_alignment_even_with_a_range():
+    """DinoDepthEstimator marks a relative head's predictions; an evaluator range alone must
+    not let disparity be scored as depth."""
+    samples = [{**s, 'relative_disparity': True} for s in _relative_samples(3)]
+    for align in (None, 'median'):
+        with pytest.raises(ValueError, match=r"relative model.*align='lstsq_disparity'"):
+            _build(align=align).process({}, samples)
+    metric = _build(align='lstsq_disparity')
+    metric.process({}, samples)
+    assert len(metric.results) == 3
+
+
+def test_lstsq_disparity_refuses_metric_predictions_median_accepts_them():
+    sample = {**_sample(PERFECT, PERFECT, 'metric.png'), 'depth_range': (1e-3, 10.0)}
+    with pytest.raises(ValueError, match=r"metric\.png.*metric model.*align='median'"):
+        METRICS.build({'type': 'DenseDepthMetric', 'align': 'lstsq_disparity'}).process(
+            {}, [sample])
+    metric = METRICS.build({'type': 'DenseDepthMetric', 'align': 'median'})
+    metric.process({}, [sample])  # the model's range, as without alignment
+    assert metric.results[0]['abs_rel'] == 0.0 and metric.results[0]['d1'] == 1.0
+    # an evaluator range beyond the model's is accepted: the prediction is rescaled anyway
+    wide = _build(align='median', max_depth=80.0)
+    wide.process({}, [sample])
+    assert wide.results[0]['rmse'] == 0.0

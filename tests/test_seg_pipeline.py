@@ -170,10 +170,12 @@ def test_every_config_builds(path):
     head = model.decode_head
     if head.relative:
         assert depth.min() >= 0 and 'depth_range' not in samples[0]
+        assert samples[0].relative_disparity  # the depth metric then asks for alignment
     else:
         tol = 1e-6 * head.max_depth  # float32 rounding of bilinear resizes and flip averages
         assert head.min_depth - tol <= depth.min() <= depth.max() <= head.max_depth + tol
         assert samples[0].depth_range == (head.min_depth, head.max_depth)
+        assert 'relative_disparity' not in samples[0]
 
 
 def test_every_config_is_covered():

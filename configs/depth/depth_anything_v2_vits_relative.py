@@ -12,6 +12,12 @@
 # Test pipeline: short side 518, both sides multiples of 14, aspect kept, bicubic (as
 # Depth-Anything-V2's infer_image); predictions go back to the image size bilinearly with
 # align_corners=True (the head's align_corners).
+# No dataset or evaluator here (inference / visualisation only). To score it on depth ground
+# truth, combine it with a dataset whose test pipeline fits this model and evaluate the disparity
+# after a per-image least-squares scale and shift (docs/depth.md, "Relative depth
+# (affine-invariant) evaluation"); the model has no range, so the evaluator states it, e.g. NYUv2:
+#   test_evaluator = dict(type='DenseDepthMetric', align='lstsq_disparity', min_depth=1e-3,
+#                         max_depth=10.0, crop='nyu_eigen')
 _base_ = ['../_base_/default_runtime.py']
 
 norm_mean = [123.675, 116.28, 103.53]

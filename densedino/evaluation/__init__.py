@@ -1,18 +1,26 @@
 """Evaluation: pure per-image metric functions and their mmengine ``BaseMetric`` wrappers."""
+from .depth_align import ALIGN_MODES, check_align, fit_scale_shift
 from .depth_functional import (
     DEPTH_CROPS,
     DEPTH_METRIC_KEYS,
+    align_depth,
     check_crop,
     crop_mask,
     depth_metrics,
+    disparity_scale_shift,
 )
 from .depth_metric import DenseDepthMetric
 
 __all__ = [
+    'ALIGN_MODES',
     'DEPTH_CROPS',
     'DEPTH_METRIC_KEYS',
     'DenseDepthMetric',
+    'align_depth',
+    'check_align',
     'check_crop',
     'crop_mask',
     'depth_metrics',
+    'disparity_scale_shift',
+    'fit_scale_shift',
 ]

@@ -11,6 +11,7 @@ from mmengine.logging import print_log
 from prettytable import PrettyTable
 
 from ..registry import METRICS
+from .depth_align import check_align
 from .depth_functional import (
     DEPTH_METRIC_KEYS,
     check_crop,
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 # Metainfo key of the model's (min_depth, max_depth) on each prediction, set by
 # densedino.models.DinoDepthEstimator (evaluation does not import models).
 DEPTH_RANGE_KEY = 'depth_range'
+#: Set by DinoDepthEstimator on a relative head's predictions (disparity, not depth).
+RELATIVE_KEY = 'relative_disparity'
 
 
 @METRICS.register_module()
@@ -45,11 +48,26 @@ class DenseDepthMetric(BaseMetric):
     model's, e.g. to score a 20 m model on NYUv2's 10 m; they must lie inside the model's range
     (a model clamped at 10 m cannot be scored up to 80 m), else a one-line error names both.
 
+    ``align`` scores predictions known only up to a transform (see
+    :func:`densedino.evaluation.align_depth`), fitted per image on the scored pixels:
+    ``'lstsq_disparity'`` takes the prediction as DISPARITY (a relative head's output, e.g.
+    Depth-Anything-V2 relative), fits scale and shift to ``1 / gt`` by least squares and scores
+    ``1 / clip(s * pred + t, 1 / max_depth, 1 / min_depth)``; ``'median'`` takes it as depth and
+    scales it by ``median(gt) / median(pred)``. Relative models attach no ``depth_range``, so with
+    ``align`` the evaluator gives ``min_depth`` and ``max_depth``; a prediction without a range and
+    an evaluator without one stops with a one-line error that names ``align='lstsq_disparity'``
+    (with a range given, a prediction without ``depth_range`` is scored as metric depth, as for any
+    model other than ``DinoDepthEstimator``). ``'lstsq_disparity'`` on a metric model's prediction
+    (it carries ``depth_range``: its output is depth, not disparity) is refused; with ``'median'``
+    the evaluator's range may reach beyond the model's, since the prediction is rescaled anyway.
+
     Args:
         min_depth: lower evaluation bound in metres (> 0), e.g. 1e-3; None: the model's.
         max_depth: upper evaluation bound in metres, e.g. 10 (NYUv2) or 80 (KITTI); None: the
             model's. Give both or neither.
         crop: None or one of ``DEPTH_CROPS`` ('nyu_eigen', 'kitti_garg', 'kitti_eigen').
+        align: None (score predictions as metric depth), 'lstsq_disparity' (relative models) or
+            'median' (scale-invariant scoring of metric depth).
         metrics: names to report, a subset of ``DEPTH_METRIC_KEYS``; None reports all.
         collect_device: 'cpu' or 'gpu', where results are gathered across ranks.
         prefix: prefix of the reported keys, e.g. 'nyu' gives 'nyu/d1'.
@@ -66,7 +84,7 @@ class DenseDepthMetric(BaseMetric):
     default_prefix: str | None = ''
 
     def __init__(self, *, min_depth: float | None = None, max_depth: float | None = None,
-                 crop: str | None = None,
+                 crop: str | None = None, align: str | None = None,
                  metrics: str | Sequence[str] | None = None,
                  collect_device: str = 'cpu', prefix: str | None = None,
                  output_dir: str | None = None, output_scale: float = 256.0,
@@ -84,7 +102,12 @@ class DenseDepthMetric(BaseMetric):
             check_depth_range(min_depth, max_depth)
             min_depth, max_depth = float(min_depth), float(max_depth)
         check_crop(crop)
+        try:
+            check_align(align)
+        except ValueError as err:
+            raise ValueError(f'DenseDepthMetric: {err}') from None
         self.min_depth, self.max_depth, self.crop = min_depth, max_depth, crop
+        self.align = align
         # the range the last image was scored in (the configured one, or the model's)
         self._used_range: tuple[float, float] | None = None
         self.metrics = self._check_metric_names(metrics)
@@ -126,7 +149,8 @@ class DenseDepthMetric(BaseMetric):
             gt = _depth_map(sample, 'gt_depth_map')
             lo, hi = self._used_range = self._range_for(sample)
             try:
-                scores = depth_metrics(pred, gt, min_depth=lo, max_depth=hi, crop=self.crop)
+                scores = depth_metrics(pred, gt, min_depth=lo, max_depth=hi, crop=self.crop,
+                                       align=self.align)
             except ValueError as err:
                 raise ValueError(f'{_image_name(sample)}: {err}') from None
             if scores['n_valid'] == 0:
@@ -138,24 +162,43 @@ class DenseDepthMetric(BaseMetric):
         """The configured range, else the model's (``depth_range``), checked against each other.
 
         Raises:
-            ValueError: (one line) no range anywhere, or a configured one outside the model's.
+            ValueError: (one line) no range anywhere (naming ``align='lstsq_disparity'``, as a
+                relative model is the usual cause), a configured one outside the model's, or
+                ``align='lstsq_disparity'`` on a metric model's prediction.
         """
         model_range = sample.get(DEPTH_RANGE_KEY)
+        if sample.get(RELATIVE_KEY) and self.align != 'lstsq_disparity':
+            raise ValueError(f'DenseDepthMetric: {_image_name(sample)} comes from a relative model '
+                             "(its output is disparity up to scale and shift): set "
+                             "align='lstsq_disparity' and the evaluator's min_depth / max_depth")
+        if model_range is not None and self.align == 'lstsq_disparity':
+            raise ValueError(f"DenseDepthMetric align='lstsq_disparity' takes predictions as "
+                             f'disparity, but {_image_name(sample)} comes from a metric model '
+                             f'(depth_range {model_range[0]:g}-{model_range[1]:g} m): use '
+                             "align='median' or None")
         if self.min_depth is None:
             if model_range is None:
-                raise ValueError(f'DenseDepthMetric: {_image_name(sample)} carries no depth range '
-                                 '(a relative model or a model other than DinoDepthEstimator): '
-                                 'give the evaluator min_depth and max_depth')
+                raise ValueError(self._no_range_message(sample))
             lo, hi = (float(v) for v in model_range)
             check_depth_range(lo, hi)
             return lo, hi
-        if model_range is not None and not (
+        if model_range is not None and self.align is None and not (
                 model_range[0] <= self.min_depth < self.max_depth <= model_range[1]):
             raise ValueError(f'DenseDepthMetric evaluates {self.min_depth:g}-{self.max_depth:g} m '
                              f'but the model predicts {model_range[0]:g}-{model_range[1]:g} m '
                              '(model.decode_head.min_depth / max_depth): drop the evaluator\'s '
                              'min_depth / max_depth to evaluate in the model\'s range')
         return self.min_depth, self.max_depth
+
+    def _no_range_message(self, sample: Mapping) -> str:
+        """The one-line error for a prediction without ``depth_range`` and no configured range."""
+        if self.align is None:
+            return (f'DenseDepthMetric: {_image_name(sample)} carries no depth range (a relative '
+                    'model, whose output is disparity, or a model other than DinoDepthEstimator): '
+                    'give the evaluator min_depth and max_depth, and for a relative model set '
+                    "align='lstsq_disparity'")
+        return (f'DenseDepthMetric align={self.align!r} needs the evaluator\'s min_depth and '
+                f'max_depth: {_image_name(sample)} carries no depth range (a relative model)')
 
     def _range_text(self) -> str:
         lo, hi = self._used_range or (self.min_depth, self.max_depth)
@@ -213,7 +256,8 @@ class DenseDepthMetric(BaseMetric):
                              'their depth_scale and min_depth / max_depth')
         print_log(f'DenseDepthMetric: {len(scored)} images evaluated, '
                   f'{len(results) - len(scored)} skipped ({with_gt - len(scored)} without a valid '
-                  f'pixel: {self._range_text()}; {len(results) - with_gt} without ground truth)',
+                  f'pixel: {self._range_text()}; {len(results) - with_gt} without ground truth)'
+                  + (f', aligned per image: {self.align}' if self.align else ''),
                   logger='current')
         means = {k: math.fsum(r[k] for r in scored) / len(scored) if scored else math.nan
                  for k in self.metrics}

@@ -26,6 +26,8 @@ INFERENCE_MODES = ('whole', 'slide')
 # Metainfo key of the head's (min_depth, max_depth) on every metric prediction; DenseDepthMetric
 # reads it under the same name (models and evaluation do not import each other).
 DEPTH_RANGE_KEY = 'depth_range'
+#: Metainfo of a relative (affine-invariant disparity) head's predictions: no metric range.
+RELATIVE_KEY = 'relative_disparity'
 
 
 @MODELS.register_module()
@@ -98,7 +100,7 @@ class DinoDepthEstimator(EncoderDecoder):
         """Cut padding, undo a pipeline flip, resize to the original size; set ``pred_depth_map``
         and the head's range (metainfo ``depth_range``, which the depth metric evaluates in)."""
         depth_range = self.depth_range()
-        info = {} if depth_range is None else {DEPTH_RANGE_KEY: depth_range}
+        info = {RELATIVE_KEY: True} if depth_range is None else {DEPTH_RANGE_KEY: depth_range}
         if data_samples is None:
             return [SegDataSample(pred_depth_map=PixelData(data=d), metainfo=info) for d in depth]
         height, width = depth.shape[-2:]
