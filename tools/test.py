@@ -12,6 +12,7 @@ import os
 import os.path as osp
 import runpy
 import sys
+from typing import Any, Dict, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The options that take a value, for finding the config before argparse runs.
@@ -49,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def apply_test_options(cfg, args: argparse.Namespace) -> None:
+    """Point the config at the checkpoint and turn on what ``--out``, ``--show-dir`` and
+    ``--tta`` ask for (``args`` needs ``config``, ``checkpoint``, ``out``, ``show_dir``,
+    ``tta``)."""
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint
@@ -96,12 +100,19 @@ def report_panels(runner, show_dir: str) -> None:
               '(<image name>.png each)')
 
 
-def main(args: argparse.Namespace) -> None:
+def run_test(cfg, args: argparse.Namespace) -> Tuple[Any, Dict[str, float]]:
+    """Evaluate ``args.checkpoint`` on the config's test set with the options of this tool
+    (``--out``, ``--show-dir``, ``--tta``); returns ``(runner, metrics)``. Shared with
+    tools/benchmark_suite.py, so a suite's figures are exactly what this tool reports."""
     from densedino.engine import build_runner
-    cfg = load_config(args)
     apply_test_options(cfg, args)
     runner = build_runner(cfg)
-    runner.test()
+    return runner, runner.test()
+
+
+def main(args: argparse.Namespace) -> None:
+    cfg = load_config(args)
+    runner, _ = run_test(cfg, args)
     if args.show_dir:
         report_panels(runner, args.show_dir)
     if args.out and rank() == 0:

@@ -15,11 +15,13 @@ CONFIGS_ROOT = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__
 
 
 def config_files(roots: Iterable[str]) -> List[str]:
-    """The runnable configs (``.py`` files outside ``_base_``) under ``roots``, absolute."""
+    """The runnable configs (``.py`` files outside ``_base_`` and ``suites``, which list
+    benchmark entries for tools/benchmark_suite.py) under ``roots``, absolute."""
     found = set()
     for root in roots:
         for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if d != '_base_' and not d.startswith(('.', '__'))]
+            dirs[:] = [d for d in dirs if d not in ('_base_', 'suites')
+                       and not d.startswith(('.', '__'))]
             found.update(osp.abspath(osp.join(folder, f)) for f in files if f.endswith('.py'))
     return sorted(found)
 
