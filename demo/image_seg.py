@@ -72,17 +72,13 @@ def check_inputs(args: argparse.Namespace) -> np.ndarray:
 
 def check_model_name(args: argparse.Namespace) -> None:
     """``--model`` is a released segmentation model, and comes without CONFIG / CHECKPOINT."""
-    import difflib
-
-    from densedino import list_models
+    from densedino.zoo import model_entry
     if args.config is not None:
         raise ValueError('--model brings its config and weights: drop CONFIG and CHECKPOINT')
-    names = list_models('seg')
-    if args.model not in names:
-        near = difflib.get_close_matches(args.model, names, n=3)
-        hint = f'; did you mean {" or ".join(near)}?' if near else \
-            ' (python tools/zoo.py list --task seg)'
-        raise ValueError(f'--model {args.model} is no released segmentation model{hint}')
+    try:
+        model_entry(args.model, 'seg')
+    except ValueError as e:
+        raise ValueError(f'--model {e}') from None
 
 
 def segment(args: argparse.Namespace, image: np.ndarray) -> Tuple[np.ndarray, float, float]:

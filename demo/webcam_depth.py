@@ -232,17 +232,13 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 def check_model_name(name: str, also_given: Optional[str]) -> None:
     """``--model`` is a released depth model, and comes without --config / --checkpoint."""
-    import difflib
-
-    from densedino import list_models
+    from densedino.zoo import model_entry
     if also_given:
         raise ValueError('--model brings its config and weights: drop --config and --checkpoint')
-    names = list_models('depth')
-    if name not in names:
-        near = difflib.get_close_matches(name, names, n=3)
-        hint = f'; did you mean {" or ".join(near)}?' if near else \
-            ' (python tools/zoo.py list --task depth)'
-        raise ValueError(f'--model {name} is no released depth model{hint}')
+    try:
+        model_entry(name, 'depth')
+    except ValueError as e:
+        raise ValueError(f'--model {e}') from None
 
 
 def report_progress(frames: int, fps: float, started: float, last_report: float) -> float:

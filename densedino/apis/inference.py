@@ -19,7 +19,6 @@ these differences:
   test batch of images of different sizes.
 """
 import copy
-import difflib
 import os
 import os.path as osp
 from pathlib import Path
@@ -272,10 +271,8 @@ def _missing_config(config: str) -> str:
     name and answered with the nearest model names."""
     if osp.dirname(config) or config.endswith('.py'):
         return f'config file {config} does not exist'
-    near = difflib.get_close_matches(config, zoo.list_models(), n=3, cutoff=0.6)
-    hint = f'did you mean {", ".join(near)}?' if near else \
-        'densedino.list_models() lists the zoo models'
-    return f'{config} is neither a config file nor a zoo model name; {hint}'
+    return (f'{config} is neither a config file nor a zoo model name; '
+            f'{zoo.suggest(config, zoo.list_models())}')
 
 
 def _prepare_model_cfg(cfg: Config, *, from_checkpoint: bool) -> None:

@@ -17,10 +17,10 @@ from .entry import (APACHE, CC_BY_NC, CONFIGS_ROOT, DINOV3_LICENSE, DINOV3_LICEN
                     HF_BASE, KINDS, LOADERS, TASKS, ZooEntry, license_text)
 from .render import config_text, render_markdown
 from .table import (ZOO, UnknownZooEntryError, backbone_entry, config_path, entries, files,
-                    find_file, get, how_to_get, list_models)
+                    find_file, get, how_to_get, list_models, model_entry, suggest)
 
 __all__ = ['ZooEntry', 'ZOO', 'UnknownZooEntryError', 'get', 'find_file', 'entries',
-           'how_to_get', 'list_models', 'backbone_entry', 'files', 'config_path', 'fetch',
+           'how_to_get', 'list_models', 'model_entry', 'suggest', 'backbone_entry', 'files', 'config_path', 'fetch',
            'render_markdown', 'config_text', 'license_text', 'DINOV3_LICENSE_PAGE', 'KINDS',
            'TASKS', 'LOADERS', 'HF_BASE', 'CONFIGS_ROOT', 'APACHE', 'CC_BY_NC',
            'DINOV3_LICENSE']

@@ -30,7 +30,8 @@ class UnknownZooEntryError(KeyError):
         return str(self.args[0])
 
 
-def _nearest(name: str, names: List[str]) -> str:
+def suggest(name: str, names: List[str]) -> str:
+    """``'did you mean a, b?'`` for the names nearest ``name``, else where the names are listed."""
     near = difflib.get_close_matches(name, names, n=4, cutoff=0.5)
     return f'did you mean {", ".join(near)}?' if near else \
         f'python tools/zoo.py list shows the {len(names)} names'
@@ -40,7 +41,7 @@ def get(name: str) -> ZooEntry:
     """The entry called ``name``; an unknown name raises a KeyError naming the nearest ones."""
     if name in ZOO:
         return ZOO[name]
-    raise UnknownZooEntryError(f'unknown zoo entry {name!r}; {_nearest(name, list(ZOO))}')
+    raise UnknownZooEntryError(f'unknown zoo entry {name!r}; {suggest(name, list(ZOO))}')
 
 
 def find_file(path: str) -> Optional[ZooEntry]:
@@ -65,6 +66,19 @@ def list_models(task: Optional[str] = None) -> List[str]:
     if task is not None and task not in TASKS:
         raise ValueError(f'task must be one of {", ".join(TASKS)} or None, got {task!r}')
     return [e.name for e in entries(kind='model', task=task)]
+
+
+_TASK_WORDS = {'seg': 'segmentation', 'depth': 'depth'}
+
+
+def model_entry(name: str, task: Optional[str] = None) -> ZooEntry:
+    """The complete model ``name`` (of ``task``, if given); otherwise a ValueError naming the
+    nearest model names, so that a command line is refused before anything downloads."""
+    names = list_models(task)
+    if name not in names:
+        kind = f'{_TASK_WORDS[task]} ' if task is not None else ''
+        raise ValueError(f'{name} is no released {kind}model; {suggest(name, names)}')
+    return ZOO[name]
 
 
 def backbone_entry(name: str) -> ZooEntry:
