@@ -12,6 +12,7 @@ import pytest
 from mmengine.config import Config
 
 import densedino
+from densedino.evaluation import DEPTH_METRIC_KEYS
 from tools import benchmark_suite
 from tools.test import run_test
 
@@ -55,6 +56,57 @@ def test_smoke_suite_writes_results_that_tools_test_reproduces(smoke):
         _, metrics = run_test(cfg, argparse.Namespace(
             config=config, checkpoint=record['checkpoint'], out=None, show_dir=None, tta=False))
         assert metrics[metric] == pytest.approx(record['value'], rel=1e-6)
+
+
+def test_smoke_figures_equal_a_recomputation_from_the_written_predictions(smoke):
+    """The suite writes each entry's predictions; mIoU (and every class's IoU) and the depth
+    metrics recomputed from those files and the dataset's ground truth with plain numpy equal
+    results.json: label PNGs exactly (mmseg rounds to 2 decimals), depth PNGs (metres x 256)
+    to their 1/256 m steps."""
+    import cv2
+    import numpy as np
+    work, _ = smoke
+    with open(osp.join(work, 'results.json')) as f:
+        entries = json.load(f)['entries']
+    data = osp.join(work, 'data', 'synthetic')
+    seg = entries['seg_synthetic_linear']
+    classes = list(seg['per_class_iou'])
+    counts = np.zeros((3, len(classes)))  # intersection, predicted, labelled
+    names = sorted(os.listdir(seg['predictions']))
+    assert len(names) == 8  # every validation image, not only the drawn ones
+    for name in names:
+        # written in the label space of the files: reduce_zero_label undone (0 = ignored)
+        pred = cv2.imread(osp.join(seg['predictions'], name), cv2.IMREAD_UNCHANGED).astype(int) - 1
+        gt = cv2.imread(osp.join(data, 'ADEChallengeData2016', 'annotations', 'validation', name),
+                        cv2.IMREAD_UNCHANGED).astype(int) - 1
+        pred, gt = pred[gt >= 0], gt[gt >= 0]
+        for c in range(len(classes)):
+            counts[:, c] += [np.sum((pred == c) & (gt == c)), np.sum(pred == c), np.sum(gt == c)]
+    union = counts[1] + counts[2] - counts[0]
+    with np.errstate(invalid='ignore'):
+        iou = 100 * counts[0] / union
+    assert np.nanmean(iou) == pytest.approx(seg['value'], abs=0.005)
+    for c, name in enumerate(classes):
+        recorded = seg['per_class_iou'][name]
+        assert (recorded is None) if union[c] == 0 else recorded == pytest.approx(iou[c], abs=1e-3)
+    assert len(seg['panels']) == benchmark_suite.PANELS and len(seg['figures']) == 2
+    assert all(cv2.imread(p) is not None for p in seg['panels'] + seg['figures'])
+
+    depth = entries['depth_synthetic_linear']
+    rmse, abs_rel = [], []
+    with open(osp.join(data, 'nyu', 'nyu_test.txt')) as f:
+        for line in f:
+            rgb, gt_file, _ = line.split()
+            pred = cv2.imread(osp.join(depth['predictions'], 'nyu', rgb[:-4] + '.png'),
+                              cv2.IMREAD_UNCHANGED) / 256.0
+            gt = cv2.imread(osp.join(data, 'nyu', gt_file), cv2.IMREAD_UNCHANGED) / 1000.0
+            valid = (gt > 1e-3) & (gt < 10.0)
+            p, g = np.clip(pred[valid], 1e-3, 10.0), gt[valid]
+            rmse.append(np.sqrt(np.mean((p - g) ** 2)))
+            abs_rel.append(np.mean(np.abs(p - g) / g))
+    assert np.mean(rmse) == pytest.approx(depth['metrics']['rmse'], abs=2e-3)
+    assert np.mean(abs_rel) == pytest.approx(depth['metrics']['abs_rel'], abs=1e-3)
+    assert cv2.imread(osp.join(work, 'results.png')) is not None
 
 
 def test_resume_skips_finished_entries(smoke):
@@ -106,10 +158,15 @@ def test_suite_entries_name_existing_configs_and_zoo_models(suite):
     assert len({e['name'] for e in entries}) == len(entries)
     for entry in entries:
         assert osp.isfile(osp.join(REPO, entry['config'])), entry
-        assert entry['metric'] in ('mIoU', 'rmse') and isinstance(entry['target'], float)
+        assert entry['metric'] in ('mIoU', *DEPTH_METRIC_KEYS)
+        assert entry['target'] is None or isinstance(entry['target'], float)
         assert entry['source']
         if entry.get('zoo'):
             assert entry['zoo'] in densedino.list_models()
+            # the released model is built from the zoo's config: the entry's must define the
+            # same model, or its checkpoint would not load into the evaluated one
+            released = Config.fromfile(osp.join(REPO, densedino.zoo.get(entry['zoo']).config))
+            assert Config.fromfile(osp.join(REPO, entry['config'])).model == released.model
     if suite.startswith('dinov2_'):
         assert len(entries) == 10 and sum(e['tta'] for e in entries) == 2
 
@@ -176,3 +233,68 @@ def test_train_on_another_backbone_records_its_hash(tmp_path):
     as_run = Config.fromfile(str(work / 'seg_synthetic_linear' / 'synthetic_linear.py'))
     assert as_run.model.backbone.checkpoint == backbone
     assert as_run.model.backbone.pretrained is False
+
+
+def test_depth_anything_suite_scores_relative_and_metric_models(tmp_path, monkeypatch):
+    """The depth_anything_v2_small suite on NYU and KITTI fixtures (stand-in released models of
+    the same configs, shrunk): every entry is scored, the relative model after a per-image
+    least-squares scale and shift in disparity, which a plain numpy recomputation from the
+    model's own predictions reproduces."""
+    import cv2
+    import numpy as np
+
+    from densedino.apis import inference_model, init_model
+    from tests.depth_fixtures import write_kitti_split, write_nyu_split
+    data = tmp_path / 'data'
+    nyu_root, _ = write_nyu_split(str(data)), write_kitti_split(str(data))
+    tiny = {'model.backbone.arch_overrides': dict(depth=4, embed_dim=32, num_heads=2),
+            'model.decode_head.channels': 16,
+            'model.decode_head.post_process_channels': [8, 16, 32, 32]}
+    loader = {'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False}
+    fixture = {'nyu': {'test_evaluator.crop': None},  # the Eigen crop needs 480x640 frames
+               'kitti': {'test_dataloader.dataset.pipeline.2.height': 32,  # KB crop of 40x136
+                         'test_dataloader.dataset.pipeline.2.width': 128}}
+    entries, _ = benchmark_suite.load_suite('depth_anything_v2_small')
+    for e in entries:
+        e['cfg_options'] = {**tiny, **loader, **fixture[e['name'].split('_')[0]]}
+    models = {}
+
+    def released(name):  # one stand-in per zoo model, built from an entry's config
+        if name not in models:
+            e = next(e for e in entries if e['zoo'] == name)
+            models[name] = init_model(osp.join(REPO, e['config']), cfg_options=tiny)
+        return models[name]
+    monkeypatch.setattr(benchmark_suite, 'load_suite', lambda name: (entries, False))
+    monkeypatch.setattr(densedino, 'init_model', released)
+    monkeypatch.setattr(densedino.zoo, 'files', lambda name: [name])
+    weights = tmp_path / 'released.pth'
+    weights.write_bytes(b'released')
+    monkeypatch.setattr(densedino.zoo, 'fetch', lambda part: str(weights))
+    work = tmp_path / 'work'
+    benchmark_suite.main(benchmark_suite.parse_args(
+        ['--suite', 'depth_anything_v2_small', '--work-dir', str(work), '--data-root',
+         str(data)]))
+    with open(work / 'results.json') as f:
+        records = json.load(f)['entries']
+    assert [r['status'] for r in records.values()] == ['done'] * 4
+    for name, r in records.items():
+        assert set(r['metrics']) >= {'abs_rel', 'd1', 'rmse'}
+        assert r['value'] == r['metrics'][r['metric']]
+        assert len(r['panels']) == 2 and all(osp.isfile(p) for p in r['panels'])
+    table = (work / 'results.md').read_text()
+    assert '| nyu_relative | abs_rel |' in table and '| kitti_metric_outdoor | rmse |' in table
+    assert cv2.imread(str(work / 'results.png')) is not None
+    # the relative figure by hand: disparity -> least squares against 1 / gt -> depth
+    abs_rel = []
+    with open(osp.join(nyu_root, 'nyu_test.txt')) as f:
+        for line in f:
+            rgb, depth, _ = line.split()
+            gt = cv2.imread(osp.join(nyu_root, depth), cv2.IMREAD_UNCHANGED) / 1000.0
+            disp = inference_model(models['depth_anything_v2_small'],
+                                   osp.join(nyu_root, rgb)).pred_depth_map.data[0].numpy()
+            valid = (gt > 1e-3) & (gt < 10.0)
+            x, y = disp[valid].astype(np.float64), 1.0 / gt[valid]
+            (s, t), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)
+            pred = 1.0 / np.clip(s * x + t, 1 / 10.0, 1 / 1e-3)
+            abs_rel.append(np.mean(np.abs(pred - gt[valid]) / gt[valid]))
+    assert records['nyu_relative']['value'] == pytest.approx(np.mean(abs_rel), rel=1e-5)

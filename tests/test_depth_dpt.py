@@ -363,6 +363,9 @@ def test_resize_to_multiple_transform():
     np.testing.assert_allclose(out['img'], ref)
     with pytest.raises(ValueError, match='short_side and multiple must be positive'):
         ResizeShortSideToMultiple(multiple=0)
+    kept = ResizeShortSideToMultiple(resize_annotations=False)(
+        dict(img=img, gt_depth_map=depth, seg_fields=['gt_depth_map']))
+    assert kept['img'].shape == (518, 756, 3) and kept['gt_depth_map'] is depth
 
 
 @pytest.mark.parametrize('name,relative', [('depth_anything_v2_vits_relative', True),

@@ -84,9 +84,9 @@ ROWS = backbone_rows() + head_and_model_rows() + depth_anything_rows()
 def test_counts_and_unique_names():
     assert len({e.name for e in ROWS}) == len(ROWS) == len(zoo.ZOO)
     kinds = [e.kind for e in ROWS]
-    assert (kinds.count('backbone'), kinds.count('head'), kinds.count('model')) == (24, 40, 46)
-    assert len(densedino.list_models()) == 46
-    assert len(densedino.list_models('seg')) == 16 and len(densedino.list_models('depth')) == 30
+    assert (kinds.count('backbone'), kinds.count('head'), kinds.count('model')) == (24, 40, 49)
+    assert len(densedino.list_models()) == 49
+    assert len(densedino.list_models('seg')) == 16 and len(densedino.list_models('depth')) == 33
     with pytest.raises(ValueError, match='task must be one of seg, depth'):
         densedino.list_models('detection')
 
@@ -387,7 +387,7 @@ def test_zoo_tool_list_and_info(capsys):
     assert 'KITTI DPT RMSE 2.11 (DINOv2 Table 11)' in row and row.endswith('Apache-2.0')
     assert any(line.startswith('depth_anything_v2_large ') and line.endswith('CC-BY-NC-4.0')
                for line in lines)
-    assert lines[-1].startswith('30 entries')
+    assert lines[-1].startswith('33 entries')
 
     tool.main(tool.parse_args(['info', 'dinov2_vitl14_voc2012_ms']))
     out = capsys.readouterr().out

@@ -7,8 +7,12 @@ trained, then evaluated) exactly as tools/test.py does, against its published ta
 Suites are data: ``configs/suites/<name>.py`` (read with mmengine's Config) lists its entries
 (``entries = [dict(name, config, metric, target, source, ...)]``) or names the zoo's complete
 models of one backbone (``zoo = dict(family=..., arch=...)``), whose configs and published
-figures come from ``densedino.zoo``. Results go to ``<work-dir>/results.json`` and
-``results.md`` (docs/benchmarks.md, "Reproducing the papers").
+figures come from ``densedino.zoo``. Results go to ``<work-dir>/results.json``, ``results.md``
+(ours vs paper) and ``results.png`` (the same as bars); each entry's folder ``<work-dir>/<entry>``
+holds its predictions (``predictions/``, as ``tools/test.py --out`` writes them), the first
+test images drawn (``panels/``, image | ground truth | prediction) and, for segmentation,
+``per_class_iou.png``, ``confusion.png`` and ``confusion.npy`` (rows: ground truth). See
+docs/benchmarks.md, "Reproducing the papers".
 """
 import argparse
 import difflib
@@ -23,7 +27,8 @@ from typing import Dict, List, Optional, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SUITES_DIR = osp.join(ROOT, 'configs', 'suites')
-RESULTS_JSON, RESULTS_MD = 'results.json', 'results.md'
+RESULTS_JSON, RESULTS_MD, RESULTS_PNG = 'results.json', 'results.md', 'results.png'
+PANELS = 4  # prediction panels drawn per entry (the first test images)
 #: Metrics where lower is better (the difference column says which way is worse).
 LOWER_IS_BETTER = ('rmse', 'abs_rel', 'sq_rel', 'rmse_log', 'log10', 'silog')
 
@@ -125,6 +130,9 @@ def entry_config(entry: dict, args: argparse.Namespace, work_dir: str):
     cfg = load_config(argparse.Namespace(
         config=osp.join(ROOT, entry['config']), cfg_options=options, launcher='none',
         local_rank=0, work_dir=work_dir))
+    if cfg.get('visualizer'):  # mmengine keeps one visualiser per name in a process: a name
+        # of its own, or this entry's panels would go to an earlier entry's folder
+        cfg.visualizer['name'] = f'suite_{entry["name"]}_{osp.basename(work_dir)}_{time.time_ns()}'
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset') or {}
         root = dataset.get('data_root')
@@ -202,16 +210,47 @@ def released_checkpoint(entry: dict, entry_dir: str) -> Tuple[str, Dict[str, str
 
 
 def evaluate(entry: dict, args: argparse.Namespace, entry_dir: str, checkpoint: str) -> dict:
-    """The entry's metrics, through tools/test.py's own function (``--tta`` for +ms)."""
+    """The entry's metrics, through tools/test.py's own function (``--tta`` for +ms), with the
+    predictions written (``--out``) and the first images drawn (``--show-dir``); for
+    segmentation also the confusion matrix, kept by a metric in the same pass, and its
+    figures. Returns the record's ``metrics``, ``predictions``, ``panels`` (and
+    ``per_class_iou``, ``figures``)."""
     from tools.test import run_test
     cfg = entry_config(entry, args, osp.join(entry_dir, 'test'))
     if not args.train:  # the weights come from the full checkpoint, not the config
         cfg.model.backbone.checkpoint = None
         cfg.model.backbone.pretrained = False
-    options = argparse.Namespace(config=entry['config'], checkpoint=checkpoint, out=None,
-                                 show_dir=None, tta=bool(entry.get('tta')))
-    _, metrics = run_test(cfg, options)
-    return {k: float(v) for k, v in metrics.items()}
+    seg = 'IoU' in str(cfg.test_evaluator.get('type', ''))
+    options = argparse.Namespace(
+        config=entry['config'], checkpoint=checkpoint, tta=bool(entry.get('tta')),
+        out=osp.join(entry_dir, 'predictions'), show_dir=osp.join(entry_dir, 'panels'),
+        show_max=PANELS)
+    runner, metrics = run_test(cfg, options, [dict(type='SegConfusionMetric')] if seg else [])
+    result = dict(metrics={k: float(v) for k, v in metrics.items()},
+                  predictions=options.out, panels=list(getattr(runner.visualizer, 'written', [])))
+    if seg:
+        result.update(confusion_figures(runner, entry, entry_dir))
+    return result
+
+
+def confusion_figures(runner, entry: dict, entry_dir: str) -> dict:
+    """Per-class IoU (into the record) and the figures of the worst classes: their IoU bars
+    and their rows of the confusion matrix."""
+    import numpy as np
+
+    from densedino.evaluation import SegConfusionMetric, iou_from_confusion
+    from densedino.visualization import plot_confusion, plot_per_class_iou
+    metric = next(m for m in runner.test_evaluator.metrics if isinstance(m, SegConfusionMetric))
+    names, confusion = list(metric.class_names), metric.confusion
+    iou = iou_from_confusion(confusion).iou  # percent, as mmseg reports
+    np.save(osp.join(entry_dir, 'confusion.npy'), confusion)
+    title = f'{entry["name"]}: the worst classes'
+    figures = [plot_per_class_iou(names, iou, osp.join(entry_dir, 'per_class_iou.png'),
+                                  title=title),
+               plot_confusion(confusion, names, osp.join(entry_dir, 'confusion.png'),
+                              title=title)]
+    per_class = {n: (None if np.isnan(v) else round(float(v), 4)) for n, v in zip(names, iou)}
+    return dict(per_class_iou=per_class, figures=figures)
 
 
 def run_entry(entry: dict, args: argparse.Namespace) -> dict:
@@ -228,7 +267,7 @@ def run_entry(entry: dict, args: argparse.Namespace) -> dict:
         record.update(checkpoint=checkpoint, backbone_checkpoint=args.checkpoint)
     else:
         checkpoint, files = released_checkpoint(entry, entry_dir)
-    record['metrics'] = evaluate(entry, args, entry_dir, checkpoint)
+    record.update(evaluate(entry, args, entry_dir, checkpoint))
     if not args.train:
         os.remove(checkpoint)  # a copy of the released files, whose hashes are recorded
     record.update(files=files, value=record['metrics'].get(entry['metric']),
@@ -284,14 +323,21 @@ def fmt(value: Optional[float]) -> str:
 
 
 def write_results(args: argparse.Namespace, records: Dict[str, dict], env: dict) -> str:
-    """results.json (everything) and results.md (the table); returns the table."""
+    """results.json (everything), results.md (the table) and results.png (its bars: ours vs
+    paper per entry, one panel per metric); returns the table."""
     from densedino.engine import write_text_atomic
+    from densedino.visualization import plot_suite_bars
     table = markdown(records)
     payload = dict(suite=args.suite, train=args.train, smoke=args.smoke, **env, entries=records)
     os.makedirs(args.work_dir, exist_ok=True)
     write_text_atomic(osp.join(args.work_dir, RESULTS_JSON), json.dumps(payload, indent=1) + '\n')
     write_text_atomic(osp.join(args.work_dir, RESULTS_MD),
                       f'Suite `{args.suite}` on {env["device"]}\n\n{table}')
+    bars = [dict(name=name, metric=r['metric'], paper=r.get('target'),
+                 ours=r.get('value') if r.get('status') == 'done' else None)
+            for name, r in records.items()]
+    plot_suite_bars(bars, osp.join(args.work_dir, RESULTS_PNG),
+                    title=f'Suite {args.suite}: densedino vs the published figures')
     return table
 
 
@@ -341,7 +387,8 @@ def main(args: argparse.Namespace) -> None:
         write_results(args, records, env)
     print(write_results(args, records, env), end='')
     note(f'suite {args.suite} finished in {elapsed(start)}; results in '
-         f'{osp.join(args.work_dir, RESULTS_JSON)} and {RESULTS_MD}')
+         f'{osp.join(args.work_dir, RESULTS_JSON)}, {RESULTS_MD} and {RESULTS_PNG}; '
+         'predictions, panels and figures in each entry\'s folder')
     statuses = [r['status'] for r in records.values()]
     if 'failed' in statuses or 'done' not in statuses:
         raise SystemExit(1)

@@ -1,6 +1,6 @@
 """Evaluate a trained densedino model.
 
-    python tools/test.py CONFIG CHECKPOINT [--out DIR] [--show-dir DIR] [--tta]
+    python tools/test.py CONFIG CHECKPOINT [--out DIR] [--show-dir DIR [--show-max N]] [--tta]
 
 ``--show-dir DIR`` writes one titled panel per test image, ``DIR/<image name>.png``:
 segmentation: ground truth | prediction, the class colours at 50 % over the image and a legend
@@ -12,11 +12,11 @@ import os
 import os.path as osp
 import runpy
 import sys
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: The options that take a value, for finding the config before argparse runs.
-VALUE_OPTIONS = ('--out', '--show-dir', '--work-dir', '--launcher', '--local_rank',
+VALUE_OPTIONS = ('--out', '--show-dir', '--show-max', '--work-dir', '--launcher', '--local_rank',
                  '--local-rank')
 
 sys.path.insert(0, ROOT)
@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--show-dir', help='directory to write one titled panel per image into '
                         '(<image name>.png: ground truth | prediction with a legend, or a depth '
                         'panel with a colour bar)')
+    parser.add_argument('--show-max', type=int, metavar='N', help='with --show-dir: draw the '
+                        'first N images only')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation '
                         '(the config\'s tta_pipeline: scales and flips)')
     add_common_args(parser)
@@ -50,14 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def apply_test_options(cfg, args: argparse.Namespace) -> None:
-    """Point the config at the checkpoint and turn on what ``--out``, ``--show-dir`` and
-    ``--tta`` ask for (``args`` needs ``config``, ``checkpoint``, ``out``, ``show_dir``,
-    ``tta``)."""
+    """Point the config at the checkpoint and turn on what ``--out``, ``--show-dir`` (with
+    ``--show-max``) and ``--tta`` ask for (``args`` needs ``config``, ``checkpoint``, ``out``,
+    ``show_dir``, ``tta``; ``show_max`` is optional)."""
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint
+    show_max = getattr(args, 'show_max', None)
+    if show_max is not None and (not args.show_dir or show_max < 1):
+        raise ValueError(f'--show-max {show_max}: needs --show-dir and a count of at least 1')
     if args.show_dir:
-        configure_show_dir(cfg, args.show_dir)
+        configure_show_dir(cfg, args.show_dir, show_max)
     if args.out:
         cfg.test_evaluator['output_dir'] = args.out
         if cfg.test_evaluator.get('type') == 'DenseDepthMetric':
@@ -72,9 +77,10 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
         cfg.model = cfg.tta_model
 
 
-def configure_show_dir(cfg, show_dir: str) -> None:
-    """Draw every test image, with a densedino panel visualiser writing into ``show_dir``
-    (the config's own visualiser type, if it is not one of ours, writes there its own way)."""
+def configure_show_dir(cfg, show_dir: str, show_max: Optional[int] = None) -> None:
+    """Draw every test image (the first ``show_max`` with our visualisers), with a densedino
+    panel visualiser writing into ``show_dir`` (the config's own visualiser type, if it is not
+    one of ours, writes there its own way)."""
     hook = cfg.default_hooks.visualization
     hook.draw = True
     hook.interval = 1
@@ -84,6 +90,7 @@ def configure_show_dir(cfg, show_dir: str) -> None:
     if name in PANEL_VISUALIZERS:
         visualizer.type = PANEL_VISUALIZERS[name]
         visualizer.out_dir = show_dir
+        visualizer.max_panels = show_max
     else:
         visualizer.save_dir = show_dir
 
@@ -100,12 +107,18 @@ def report_panels(runner, show_dir: str) -> None:
               '(<image name>.png each)')
 
 
-def run_test(cfg, args: argparse.Namespace) -> Tuple[Any, Dict[str, float]]:
+def run_test(cfg, args: argparse.Namespace, extra_metrics: Sequence[dict] = ()
+             ) -> Tuple[Any, Dict[str, float]]:
     """Evaluate ``args.checkpoint`` on the config's test set with the options of this tool
     (``--out``, ``--show-dir``, ``--tta``); returns ``(runner, metrics)``. Shared with
-    tools/benchmark_suite.py, so a suite's figures are exactly what this tool reports."""
+    tools/benchmark_suite.py, so a suite's figures are exactly what this tool reports;
+    ``extra_metrics`` (metric configs) join the config's evaluator in the same pass."""
     from densedino.engine import build_runner
     apply_test_options(cfg, args)
+    if extra_metrics:
+        evaluator = cfg.test_evaluator
+        cfg.test_evaluator = [*(evaluator if isinstance(evaluator, list) else [evaluator]),
+                              *extra_metrics]
     runner = build_runner(cfg)
     return runner, runner.test()
 

@@ -49,7 +49,9 @@ class ResizeShortSideToMultiple(BaseTransform):
     (nearest). Added keys: ``scale_factor`` (w_scale, h_scale), ``keep_ratio``.
 
     Place it before annotation loading in a test pipeline so that the ground truth keeps its
-    original size (predictions are resized back to it).
+    original size (predictions are resized back to it); where the annotation must be loaded
+    first (KITTI's ``KBCrop`` cuts image and depth together), ``resize_annotations=False``
+    leaves the seg fields at their size instead.
 
     Args:
         short_side: Target of the short side (518 for Depth-Anything-V2).
@@ -57,10 +59,13 @@ class ResizeShortSideToMultiple(BaseTransform):
         interpolation: Image interpolation (Depth-Anything-V2: 'bicubic', OpenCV's INTER_CUBIC).
         to_float32: Resize a float32 copy of the image (as Depth-Anything-V2, which resizes the
             RGB image scaled to [0, 1]): no rounding or clipping of bicubic overshoot to uint8.
+        resize_annotations: Resize the seg fields too (nearest); False keeps them at their size,
+            the frame the evaluation scores in (``ori_shape``, where predictions return).
     """
 
     def __init__(self, short_side: int = 518, multiple: int = 14,
-                 interpolation: str = 'bicubic', to_float32: bool = True) -> None:
+                 interpolation: str = 'bicubic', to_float32: bool = True,
+                 resize_annotations: bool = True) -> None:
         super().__init__()
         if short_side <= 0 or multiple <= 0:
             raise ValueError(f'short_side and multiple must be positive, got short_side='
@@ -70,6 +75,7 @@ class ResizeShortSideToMultiple(BaseTransform):
                              f'{interpolation!r}')
         self.short_side, self.multiple = short_side, multiple
         self.interpolation, self.to_float32 = interpolation, to_float32
+        self.resize_annotations = resize_annotations
 
     def transform(self, results: dict) -> dict:
         img = results['img']
@@ -78,7 +84,7 @@ class ResizeShortSideToMultiple(BaseTransform):
         if self.to_float32:
             img = img.astype(np.float32)
         results['img'] = mmcv.imresize(img, (new_w, new_h), interpolation=self.interpolation)
-        for key in results.get('seg_fields', []):
+        for key in results.get('seg_fields', []) if self.resize_annotations else ():
             if key in results:
                 results[key] = mmcv.imresize(results[key], (new_w, new_h),
                                              interpolation='nearest')

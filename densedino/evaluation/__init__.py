@@ -10,6 +10,7 @@ from .depth_functional import (
     disparity_scale_shift,
 )
 from .depth_metric import DenseDepthMetric
+from .seg_confusion import ConfusionScores, SegConfusionMetric, iou_from_confusion
 
 __all__ = [
     'ALIGN_MODES',
@@ -23,4 +24,7 @@ __all__ = [
     'depth_metrics',
     'disparity_scale_shift',
     'fit_scale_shift',
+    'ConfusionScores',
+    'SegConfusionMetric',
+    'iou_from_confusion',
 ]

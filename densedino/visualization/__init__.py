@@ -12,6 +12,8 @@ from .overlay import (blend_labels, classes_present, default_palette, draw_legen
 from .style import (DEFAULT_DPI, FONT_PT, MIN_FONT_PT, PANEL_INCHES, CvFont, Ticks, add_colorbar,
                     cv_font, matplotlib_style, nice_ticks, stack_rows, titled_row)
 from .visualizers import DepthLocalVisualizer, SegPanelVisualizer, flat_name
+from .benchmark_figures import (ConfusionRows, confusion_rows, metric_axis_label, plot_confusion,
+                                plot_per_class_iou, plot_suite_bars, worst_classes)
 
 __all__ = ['blend_labels', 'classes_present', 'default_palette', 'draw_legend', 'draw_overlay',
            'legend_width', 'DepthLocalVisualizer', 'SegPanelVisualizer', 'flat_name',
@@ -21,4 +23,6 @@ __all__ = ['blend_labels', 'classes_present', 'default_palette', 'draw_legend', 
            'add_colorbar', 'cv_font', 'matplotlib_style', 'nice_ticks',
            'PCA', 'AttentionMaps', 'PatchFeatures', 'PreparedImage', 'cls_attention_maps',
            'extract_patch_features', 'foreground_mask', 'pca_fit', 'pca_rgb', 'prepare_image',
-           'query_patch', 'read_image', 'similarity_map', 'to_image_grid', 'top_mass_mask']
+           'query_patch', 'read_image', 'similarity_map', 'to_image_grid', 'top_mass_mask',
+           'ConfusionRows', 'confusion_rows', 'metric_axis_label', 'plot_confusion',
+           'plot_per_class_iou', 'plot_suite_bars', 'worst_classes']

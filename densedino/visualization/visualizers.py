@@ -50,7 +50,12 @@ class _PanelFiles:
     """Where a drawn panel goes: ``out_file``, else ``out_dir/<stem>.png``, else the backends."""
 
     out_dir: Optional[str] = None
+    max_panels: Optional[int] = None  # stop drawing after this many (None: every image)
     written: List[str]  # files written so far
+
+    def _full(self) -> bool:
+        """``max_panels`` panels are written: the remaining images are not drawn."""
+        return self.max_panels is not None and len(self.written) >= self.max_panels
     _sources: Dict[str, str]  # their names -> the images' paths (for :func:`flat_name`)
 
     def _emit(self, name: str, drawn: np.ndarray, data_sample, show: bool, wait_time: float,
@@ -99,13 +104,15 @@ class SegPanelVisualizer(_PanelFiles, SegLocalVisualizer):
         name: Instance name (mmengine's visualisers are named singletons).
         out_dir: Folder for ``<image stem>.png`` files (None: the storage backends).
         alpha: Weight of the class colours (0.5: the image stays readable under them).
+        max_panels: Draw the first ``max_panels`` images only (None: all).
         **kwargs: ``SegLocalVisualizer`` arguments (``vis_backends``, ``save_dir`` ...).
     """
 
     def __init__(self, name: str = 'visualizer', *, out_dir: Optional[str] = None,
-                 alpha: float = 0.5, **kwargs) -> None:
+                 alpha: float = 0.5, max_panels: Optional[int] = None, **kwargs) -> None:
         super().__init__(name=name, alpha=alpha, **kwargs)
         self.out_dir, self.written, self._sources = out_dir, [], {}
+        self.max_panels = max_panels
 
     @master_only
     def add_datasample(self, name: str, image: np.ndarray, data_sample=None,
@@ -113,6 +120,8 @@ class SegPanelVisualizer(_PanelFiles, SegLocalVisualizer):
                        wait_time: float = 0, out_file: Optional[str] = None, step: int = 0,
                        with_labels: Optional[bool] = True) -> None:
         """Draw the titled panel; ``with_labels`` is ignored (the legend names the classes)."""
+        if self._full():
+            return
         maps = {}
         if data_sample is not None and draw_gt and 'gt_sem_seg' in data_sample:
             maps['ground truth'] = _labels(data_sample.gt_sem_seg, image.shape[:2])
@@ -172,15 +181,18 @@ class DepthLocalVisualizer(_PanelFiles, SegLocalVisualizer):
         relative: Disparity model.
         cmap: Colour map.
         out_dir: Folder for ``<image stem>.png`` files (None: the storage backends).
+        max_panels: Draw the first ``max_panels`` images only (None: all).
         **kwargs: ``SegLocalVisualizer`` arguments (``vis_backends``, ``save_dir`` ...).
     """
 
     def __init__(self, name: str = 'visualizer', *, vmin: Optional[float] = None,
                  vmax: Optional[float] = None, relative: bool = False, cmap: str = 'turbo',
-                 out_dir: Optional[str] = None, **kwargs) -> None:
+                 out_dir: Optional[str] = None, max_panels: Optional[int] = None,
+                 **kwargs) -> None:
         super().__init__(name=name, **kwargs)
         self.vmin, self.vmax, self.relative, self.cmap = vmin, vmax, relative, cmap
         self.out_dir, self.written, self._sources = out_dir, [], {}
+        self.max_panels = max_panels
 
     @master_only
     def add_datasample(self, name: str, image: np.ndarray, data_sample=None,
@@ -188,6 +200,8 @@ class DepthLocalVisualizer(_PanelFiles, SegLocalVisualizer):
                        wait_time: float = 0, out_file: Optional[str] = None, step: int = 0,
                        with_labels: Optional[bool] = True) -> None:
         """Draw image | GT | prediction | colour bar, titled; write it (see the module)."""
+        if self._full():
+            return
         if data_sample is None or 'pred_depth_map' not in data_sample:
             return super().add_datasample(name, image, data_sample, draw_gt, draw_pred, show,
                                           wait_time, out_file, step, with_labels)

@@ -97,11 +97,15 @@ _DAV2_KINDS = (
     ('_metric_indoor', 'configs/depth/depth_anything_v2_vits_metric_indoor.py',
      'Depth-Anything-V2-Metric-Hypersim', 'depth_anything_v2_metric_hypersim',
      'metric depth indoors (Hypersim, up to 20 m)'),
+    ('_metric_outdoor', 'configs/depth/depth_anything_v2_vits_metric_outdoor.py',
+     'Depth-Anything-V2-Metric-VKITTI', 'depth_anything_v2_metric_vkitti',
+     'metric depth outdoors (Virtual KITTI 2, up to 80 m)'),
 )
 
 
 def depth_anything_rows() -> List[ZooEntry]:
-    """Depth-Anything-V2 relative and indoor-metric models, Small / Base / Large."""
+    """Depth-Anything-V2 relative, indoor-metric and outdoor-metric models, Small / Base /
+    Large."""
     rows = []
     for suffix, config, repo_prefix, stem, what in _DAV2_KINDS:
         for size, size_name, license in _DAV2_SIZES:
