@@ -115,6 +115,9 @@ class NonFiniteGuard:
         Raises:
             NonFiniteError: a term or the gradient norm is not finite and no skip is left.
         """
+        if update and getattr(optim_wrapper, 'per_group', False) and \
+                not isinstance(optim_wrapper, AmpOptimWrapper):
+            return self._step_groups(optim_wrapper, terms, iteration)
         names = list(terms)
         values = [t.detach().reshape(()).float() for t in terms.values()]
         grads: List[Tensor] = []
@@ -137,6 +140,53 @@ class NonFiniteGuard:
         if floats[-1] or not update:
             return result, False
         self._apply(optim_wrapper, grads, norm)
+        return result, True
+
+    def _step_groups(self, optim_wrapper: OptimWrapper, terms: Dict[str, Tensor],
+                     iteration: int) -> Tuple[Dict[str, float], bool]:
+        """The step of a wrapper whose parameter groups train independent models (a head
+        sweep: ``optim_wrapper.per_group``): norms and clipping per group, and a group with a
+        non-finite gradient or weight norm is left out of the step and reported to
+        ``optim_wrapper.on_bad_group(name)`` instead of stopping the others. The loss terms
+        are checked as usual; ``grad_norm`` logs the largest finite group norm."""
+        groups = [g for g in optim_wrapper.optimizer.param_groups
+                  if any(p.grad is not None for p in g['params'])]
+        grads = [[p.grad for p in g['params'] if p.grad is not None] for g in groups]
+        norms = [total_grad_norm(gs) for gs in grads]
+        weights = [total_grad_norm([p.detach() for p in g['params'] if p.grad is not None])
+                   for g in groups]
+        values = [t.detach().reshape(()).float() for t in terms.values()]
+        values += [n.detach().float() for n in norms + weights]
+        stacked = torch.stack([v.to(values[0].device) for v in values])
+        floats = stacked.tolist()  # one sync
+        n_terms, n_groups = len(terms), len(groups)
+        result = dict(zip(terms, floats[:n_terms]))
+        group_norms = floats[n_terms:n_terms + n_groups]
+        bad = [i for i in range(n_groups) if not (math.isfinite(group_norms[i])
+                                                  and math.isfinite(floats[n_terms + n_groups + i]))]
+        good_norms = [v for i, v in enumerate(group_norms) if i not in bad]
+        if any(not math.isfinite(v) for v in result.values()) or (groups and not good_norms):
+            optim_wrapper.zero_grad()
+            self._refuse(dict(result, grad_norm=max(group_norms, default=0.0)), iteration,
+                         optim_wrapper.message_hub)
+            return result, False
+        for i in bad:
+            for p in groups[i]['params']:
+                p.grad = None
+            report = getattr(optim_wrapper, 'on_bad_group', None)
+            if report is not None:
+                report(groups[i].get('name', str(i)))
+        max_norm = (optim_wrapper.clip_grad_kwargs or {}).get('max_norm')
+        for i, gs in enumerate(grads):
+            if i not in bad and max_norm is not None:
+                _clip_(gs, norms[i], float(max_norm))
+        kwargs, optim_wrapper.clip_grad_kwargs = optim_wrapper.clip_grad_kwargs, {}
+        try:
+            optim_wrapper.step()
+        finally:
+            optim_wrapper.clip_grad_kwargs = kwargs
+        optim_wrapper.zero_grad()
+        result['grad_norm'] = max(good_norms, default=0.0)
         return result, True
 
     def _refuse(self, values: Dict[str, float], iteration: int, hub: MessageHub) -> None:

@@ -10,6 +10,7 @@ from .depth_functional import (
     disparity_scale_shift,
 )
 from .depth_metric import DenseDepthMetric
+from .head_sweep_metric import HeadSweepMetric
 from .seg_confusion import ConfusionScores, SegConfusionMetric, iou_from_confusion
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     'DEPTH_CROPS',
     'DEPTH_METRIC_KEYS',
     'DenseDepthMetric',
+    'HeadSweepMetric',
     'align_depth',
     'check_align',
     'check_crop',

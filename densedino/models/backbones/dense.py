@@ -93,13 +93,19 @@ class DinoBackbone(BaseModule):
         if trainable_blocks and not frozen:
             raise ValueError('trainable_blocks only applies to a frozen backbone (frozen=True)')
         self.arch, self.norm, self.pad_mode = arch, norm, pad_mode
-        self.out_indices = resolve_out_indices(out_indices, depth)
         self.frozen, self.trainable_blocks = frozen, trainable_blocks
         self.patch_size = self.model.patch_size
         self.embed_dim = self.model.embed_dim
+        self.tap(out_indices)
+        self._apply_freezing()
+
+    def tap(self, out_indices: Union[str, int, Sequence[int]]) -> None:
+        """Output these blocks from now on (indices or a name, as ``out_indices``); sets
+        ``out_indices`` and ``out_channels``. A head sweep taps the union of its heads' blocks."""
+        depth = self.model.n_blocks if self.is_vit else 4
+        self.out_indices = resolve_out_indices(out_indices, depth)
         self.out_channels = [self.model.embed_dims[i] for i in self.out_indices] \
             if not self.is_vit else [self.embed_dim] * len(self.out_indices)
-        self._apply_freezing()
 
     # ------------------------------------------------------------- freezing
     def _trainable_modules(self) -> List[nn.Module]:
