@@ -190,7 +190,9 @@ def train_entry(entry: dict, args: argparse.Namespace, entry_dir: str) -> str:
         return last
     apply_resume(cfg, argparse.Namespace(resume=None, resume_if_any=args.resume))
     claim_work_dir(cfg, osp.join(ROOT, entry['config']))
-    build_runner(cfg).train()
+    runner = build_runner(cfg)
+    runner.train()
+    runner.release_dataloaders()
     return latest_checkpoint(entry_dir)
 
 
@@ -226,6 +228,7 @@ def evaluate(entry: dict, args: argparse.Namespace, entry_dir: str, checkpoint: 
         out=osp.join(entry_dir, 'predictions'), show_dir=osp.join(entry_dir, 'panels'),
         show_max=PANELS)
     runner, metrics = run_test(cfg, options, [dict(type='SegConfusionMetric')] if seg else [])
+    runner.release_dataloaders()  # the next entry would wait for its workers (10-20 s)
     result = dict(metrics={k: float(v) for k, v in metrics.items()},
                   predictions=options.out, panels=list(getattr(runner.visualizer, 'written', [])))
     if seg:

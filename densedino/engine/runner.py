@@ -66,6 +66,22 @@ class DensedinoRunner(Runner):
                 hooks[key] = {**hook, 'type': ours}
         super().register_default_hooks(hooks)
 
+    def release_dataloaders(self) -> None:
+        """Stop the worker processes of this runner's built dataloaders now.
+
+        Persistent workers (``persistent_workers=True`` in the dataset configs) live until their
+        loader is garbage-collected. In a process that runs several jobs (``tools/
+        benchmark_suite.py``), that happens inside the next job's ``gc.collect()``, where the
+        workers miss the stop message and torch waits 5 s for each one before giving up: 10-20 s
+        lost per job. Stopping them here takes milliseconds.
+        """
+        for name in ('_train_loop', '_val_loop', '_test_loop'):  # built loops hold the loaders
+            loader = getattr(getattr(self, name, None), 'dataloader', None)
+            iterator = getattr(loader, '_iterator', None)
+            if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+                iterator._shutdown_workers()
+                loader._iterator = None
+
     def summary(self) -> List[str]:
         """Where the finished run left its files: work dir, last and best checkpoints, log."""
         return run_summary(self)
