@@ -282,3 +282,27 @@ def test_postprocess_cuts_padding_unflips_and_resizes_to_the_original_shape():
 def test_estimator_rejects_an_unknown_inference_mode():
     with pytest.raises(ValueError, match="test_cfg.mode must be one of .* got 'tiles'"):
         estimator(test_cfg=dict(mode='tiles'))
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_fused_upsampled_bins_equal_resize_then_bins(align_corners):
+    """upsampled_bins_to_depth == bins_to_depth(F.interpolate(...)) in values and gradients
+    (float64: to rounding), chunk boundaries anywhere, some logits below zero (ReLU)."""
+    import torch.nn.functional as F
+
+    from densedino.models.heads.depth_bins import (bins_to_depth, depth_bins,
+                                                   upsampled_bins_to_depth)
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 5, 7, dtype=torch.float64, requires_grad=True)
+    bins = depth_bins(1e-3, 10.0, 16).double()
+    g = torch.randn(2, 1, 20, 28, dtype=torch.float64)
+    ref = bins_to_depth(F.interpolate(x, size=(20, 28), mode='bilinear',
+                                      align_corners=align_corners), bins)
+    (grad_ref,) = torch.autograd.grad(ref, x, g)
+    for chunk in (16 * 28, 3 * 16 * 28, 1 << 20):  # 1 row, 3 rows, everything at once
+        out = upsampled_bins_to_depth(x, bins, (20, 28), align_corners, chunk_elems=chunk)
+        (grad,) = torch.autograd.grad(out, x, g)
+        torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(grad, grad_ref, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match='expected logits'):
+        upsampled_bins_to_depth(x, bins[:3], (20, 28))

@@ -213,3 +213,29 @@ def test_train_tool_prints_every_head_and_the_best(tmp_path):
     for name in ('lr_3e-04', 'lr_1e-03', 'lr_3e-03', 'lr_1e-02'):
         assert f'{name}/mIoU' in text
     assert 'best head: lr_' in text and 'head sweep, 4 heads' in text
+
+
+def test_benchmark_tool_builds_the_sweeps_it_names(tmp_path):
+    """tools/benchmark_sweep.py (CI-sized): each row is a model with that many heads, the
+    single-head row is the protocol config, and the JSON holds the ratios it printed."""
+    import json
+
+    from tools import benchmark_sweep
+    args = benchmark_sweep.parse_args(['--heads', '2', '3'])
+    cfgs = benchmark_sweep.configs(args)
+    assert 'heads' not in cfgs['1 head'].model
+    assert cfgs['1 head'].model.type == 'EncoderDecoder'
+    assert [len(cfgs[f'{n} heads'].model.heads) for n in (2, 3)] == [2, 3]
+    lrs = [h['lr'] for h in cfgs['3 heads'].model.heads.values()]
+    assert lrs == pytest.approx([1e-4, 1e-3, 1e-2])  # two decades around the protocol's 1e-3
+    out = tmp_path / 'sweep.json'
+    proc = subprocess.run(
+        [sys.executable, 'tools/benchmark_sweep.py', '--heads', '2', '--iters', '1', '--warmup',
+         '0', '--crop', '28', '28', '--no-memory', '--arch-overrides',
+         '{"depth": 2, "embed_dim": 32, "num_heads": 2}', '--out', str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = json.loads(out.read_text())['figures']
+    assert set(figures) == {'1 head', '2 heads'} and figures['1 head']['ratio'] == 1.0
+    assert figures['2 heads']['ratio'] == pytest.approx(
+        figures['2 heads']['iteration_s'] / figures['1 head']['iteration_s'])

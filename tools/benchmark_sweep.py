@@ -15,6 +15,7 @@ after the timing (``densedino.benchmark.measure_peaks``), so the growth with N i
 share.
 """
 import argparse
+import copy
 import json
 import os.path as osp
 import statistics
@@ -66,7 +67,7 @@ def configs(args: argparse.Namespace):
     lr = sweep.optim_wrapper.optimizer.lr
     out = {'1 head': single}
     for n in args.heads:
-        cfg = sweep.copy()
+        cfg = copy.deepcopy(sweep)
         # n rates spread over two decades around the protocol's (factors 10^[-1, 1])
         cfg.model.heads = {f'h{i}': dict(lr=lr * 10 ** (-1 + 2 * i / max(n - 1, 1)))
                            for i in range(n)}
@@ -76,6 +77,8 @@ def configs(args: argparse.Namespace):
         cfg.model.backbone.pretrained = False
         if args.arch_overrides:
             cfg.model.backbone.arch_overrides = json.loads(args.arch_overrides)
+        if args.crop and cfg.model.data_preprocessor.get('size'):
+            cfg.model.data_preprocessor.size = tuple(args.crop)  # it pads batches to its size
     return out
 
 

@@ -1,7 +1,7 @@
 """Write one head of a head-sweep checkpoint as an ordinary single-head checkpoint.
 
-    python tools/extract_head.py work_dirs/ade20k_linear_sweep/iter_40000.pth --list
-    python tools/extract_head.py work_dirs/ade20k_linear_sweep/iter_40000.pth \
+    python tools/extract_head.py work_dirs/seg/ade20k_linear_sweep/iter_40000.pth --list
+    python tools/extract_head.py work_dirs/seg/ade20k_linear_sweep/iter_40000.pth \
         --head lr_1e-03 --out checkpoints/ade20k_linear_lr1e-3.pth
 
 The sweep trained its heads on one frozen backbone (``model.heads`` of a ``HeadSweepSegmentor``

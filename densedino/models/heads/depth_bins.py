@@ -4,9 +4,12 @@ DINOv2's and DINOv3's depth heads predict one logit per bin, turn the logits int
 sum to one, and output ``depth = sum_k p_k b_k``.
 """
 import math
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from ..losses import column_matrix, interp_weights
 
 BINS_STRATEGIES = ('UD', 'SID')
 NORM_STRATEGIES = ('linear', 'softmax', 'sigmoid')
@@ -64,3 +67,99 @@ def bins_to_depth(logits: Tensor, bins: Tensor, norm_strategy: str = 'linear') -
     """(B, K, H, W) logits and (K,) bins -> (B, 1, H, W) depth ``sum_k p_k b_k``."""
     weights = bin_weights(logits, norm_strategy)
     return torch.einsum('bkhw,k->bhw', weights, bins.to(weights.dtype)).unsqueeze(1)
+
+
+class _UpsampledBinsToDepth(torch.autograd.Function):
+    """``bins_to_depth(F.interpolate(logits, size, bilinear), bins, 'linear')``, row chunk by
+    row chunk (see :func:`upsampled_bins_to_depth`)."""
+
+    @staticmethod
+    def _chunks(logits: Tensor, size: Sequence[int], align_corners: bool, chunk_elems: int):
+        """Per image: the horizontally resized rows ``wide`` (h, K * W), and per chunk of output
+        rows its vertical weights and source-row range."""
+        B, K, h, w = logits.shape
+        H, W = size
+        cols = column_matrix(W, w, align_corners, logits.device, logits.dtype)  # (W, w)
+        rows_mat = column_matrix(H, h, align_corners, logits.device, logits.dtype)  # (H, h)
+        i0, i1, _, _ = interp_weights(H, h, align_corners, torch.device('cpu'))
+        i0, i1 = i0.tolist(), i1.tolist()
+        rows = max(1, chunk_elems // (K * W))
+        spans = [(r0, min(H, r0 + rows)) for r0 in range(0, H, rows)]
+        return cols, [(r0, r1, i0[r0], i1[r1 - 1] + 1, rows_mat[r0:r1, i0[r0]:i1[r1 - 1] + 1])
+                      for r0, r1 in spans]
+
+    @staticmethod
+    def _weights(z: Tensor, bins: Tensor) -> Tuple[Tensor, Tensor]:
+        """(R, K, W) upsampled logits -> depth (R, W) and the weight sums S (R, W)."""
+        weights = torch.relu(z).add_(LINEAR_NORM_EPS)
+        total = weights.sum(dim=1)
+        return torch.matmul(bins, weights).div_(total), total  # (K) @ (R, K, W): no transpose
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, bins: Tensor, size: Sequence[int], align_corners: bool,
+                chunk_elems: int) -> Tensor:
+        B, K, h, w = logits.shape
+        H, W = size
+        x = logits.detach()
+        cols, chunks = _UpsampledBinsToDepth._chunks(x, size, align_corners, chunk_elems)
+        out = x.new_empty(B, 1, H, W)
+        b = bins.to(x.dtype)
+        for i in range(B):
+            wide = (x[i].permute(1, 0, 2).reshape(h * K, w) @ cols.T).view(h, K * W)
+            for r0, r1, lo, hi, a_sub in chunks:
+                z = (a_sub @ wide[lo:hi]).view(r1 - r0, K, W)
+                out[i, 0, r0:r1] = _UpsampledBinsToDepth._weights(z, b)[0]
+        ctx.save_for_backward(x, b)
+        ctx.size, ctx.align_corners, ctx.chunk_elems = tuple(size), align_corners, chunk_elems
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        x, b = ctx.saved_tensors
+        B, K, h, w = x.shape
+        H, W = ctx.size
+        cols, chunks = _UpsampledBinsToDepth._chunks(x, ctx.size, ctx.align_corners,
+                                                     ctx.chunk_elems)
+        grad = torch.empty_like(x)
+        g_all = grad_out.to(x.dtype)
+        for i in range(B):
+            wide = (x[i].permute(1, 0, 2).reshape(h * K, w) @ cols.T).view(h, K * W)
+            grad_wide = torch.zeros_like(wide)
+            for r0, r1, lo, hi, a_sub in chunks:
+                z = (a_sub @ wide[lo:hi]).view(r1 - r0, K, W)
+                depth, total = _UpsampledBinsToDepth._weights(z, b)
+                # d depth / d z_k = (b_k - depth) / S where z_k > 0, else 0
+                scale = (g_all[i, 0, r0:r1] / total).unsqueeze(1)  # (R, 1, W)
+                gz = (b.view(1, K, 1) - depth.unsqueeze(1)).mul_(scale).mul_(z > 0)
+                grad_wide[lo:hi] += a_sub.T @ gz.view(r1 - r0, K * W)
+            grad[i] = (grad_wide.view(h * K, W) @ cols).view(h, K, w).permute(1, 0, 2)
+        return grad, None, None, None, None
+
+
+def upsampled_bins_to_depth(logits: Tensor, bins: Tensor, size: Sequence[int],
+                            align_corners: bool = False, chunk_elems: int = 1 << 20) -> Tensor:
+    """Depth of bin logits bilinearly resized to ``size``, 'linear' normalisation, fused.
+
+    Equals ``bins_to_depth(F.interpolate(logits, size=size, mode='bilinear',
+    align_corners=align_corners), bins, 'linear')`` (values and gradients, up to float
+    rounding) without ever holding the (B, K, H, W) resized logits: the resize is separable, so
+    a few output rows at a time are resized (one small GEMM), turned into depth, and dropped;
+    the backward recomputes them and folds the gradient straight back to the (B, K, h, w)
+    logits. On a CPU this is the bulk of a linear depth head's training cost (DINOv2's x4
+    upsampling of 256 bins); memory is O(K h W) instead of O(K H W).
+
+    Args:
+        logits: (B, K, h, w) bin logits.
+        bins: (K,) bin centres (metres).
+        size: (H, W) of the output.
+        align_corners: As in ``F.interpolate``.
+        chunk_elems: Elements of one (rows, K, W) chunk.
+
+    Returns:
+        (B, 1, H, W) depth.
+    """
+    if logits.dim() != 4 or bins.dim() != 1 or bins.numel() != logits.shape[1]:
+        raise ValueError(f'expected logits (B, K, h, w) and bins (K,), got '
+                         f'{tuple(logits.shape)} and {tuple(bins.shape)}')
+    return _UpsampledBinsToDepth.apply(logits, bins, tuple(int(s) for s in size), align_corners,
+                                       chunk_elems)

@@ -35,7 +35,7 @@ def interp_weights(out_size: int, in_size: int, align_corners: bool,
     return i0, i1, 1 - w1, w1
 
 
-def _column_matrix(out_w: int, in_w: int, align_corners: bool, device, dtype) -> Tensor:
+def column_matrix(out_w: int, in_w: int, align_corners: bool, device, dtype) -> Tensor:
     """Dense (out_w, in_w) matrix of the horizontal interpolation."""
     i0, i1, w0, w1 = interp_weights(out_w, in_w, align_corners, device)
     mat = torch.zeros(out_w, in_w, device=device, dtype=dtype)
@@ -53,8 +53,8 @@ class _UpsampledCE(torch.autograd.Function):
         B, C, h, w = logits.shape
         H, W = labels.shape[-2:]
         x = logits.detach().float()
-        cols = _column_matrix(W, w, align_corners, x.device, x.dtype)  # (W, w)
-        rows_mat = _column_matrix(H, h, align_corners, x.device, x.dtype)  # (H, h)
+        cols = column_matrix(W, w, align_corners, x.device, x.dtype)  # (W, w)
+        rows_mat = column_matrix(H, h, align_corners, x.device, x.dtype)  # (H, h)
         i0, i1, _, _ = interp_weights(H, h, align_corners, torch.device('cpu'))
         # chunk bounds are read on the host; keep them there so CUDA runs need no syncs
         i0, i1 = i0.tolist(), i1.tolist()
