@@ -60,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--flip', action='store_true',
                         help='average with the mirrored frame (the evaluation protocol; half the '
                         'frame rate)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone (the first frames compile it)')
     parser.add_argument('--max-frames', type=int, default=0, help='stop after N frames (0: all)')
     parser.add_argument('--fps', type=float, default=0.0,
                         help='frame rate of the written video (default: the source\'s, else 10)')
@@ -151,10 +153,12 @@ class DepthRunner:
         precision: 'auto', 'bf16' or 'fp32'.
         flip: Average with the mirrored frame (the configs' evaluation setting); off by default
             for live use, where it doubles the model work per frame.
+        compile: ``torch.compile`` the backbone (the first frames pay the compilation; frames of
+            a new size compile once more, then run with dynamic shapes).
     """
 
     def __init__(self, config: str, checkpoint: Optional[str], device: str,
-                 precision: str = 'auto', flip: bool = False) -> None:
+                 precision: str = 'auto', flip: bool = False, compile: bool = False) -> None:
         import torch
 
         from densedino.apis import InferencePipeline, init_model
@@ -168,6 +172,8 @@ class DepthRunner:
                              f'{type(head).__name__}, not a depth head)')
         self.relative = head.relative
         self.model.test_cfg.flip = flip
+        if compile:
+            self.model.backbone.compile_backbone()
         self.pipeline = InferencePipeline(self.model.cfg)
         self.device = torch.device(device)
         if precision == 'auto':
@@ -265,7 +271,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f'loading {args.model or osp.basename(args.checkpoint or args.config)} on {device}...',
           file=sys.stderr, flush=True)
     runner = DepthRunner(args.model or args.config, args.checkpoint, device, args.precision,
-                         args.flip)
+                         args.flip, args.compile)
     if args.checkpoint is None and args.model is None:
         print('no --checkpoint: the head is untrained, the depth is meaningless', file=sys.stderr)
     print(f'running on {args.source} ({runner.precision})'

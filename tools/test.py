@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'panel with a colour bar)')
     parser.add_argument('--show-max', type=int, metavar='N', help='with --show-dir: draw the '
                         'first N images only')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the backbone '
+                        '(model.backbone.compile=True)')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation '
                         '(the config\'s tta_pipeline: scales and flips)')
     add_common_args(parser)
@@ -58,6 +60,8 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint
+    if getattr(args, 'compile', False):
+        cfg.model.backbone['compile'] = True
     show_max = getattr(args, 'show_max', None)
     if show_max is not None and (not args.show_dir or show_max < 1):
         raise ValueError(f'--show-max {show_max}: needs --show-dir and a count of at least 1')

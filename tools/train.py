@@ -1,7 +1,7 @@
 """Train a densedino model from a config.
 
     python tools/train.py configs/seg/ade20k_linear.py [--work-dir DIR] [--resume [CKPT]]
-        [--resume-if-any] [--force-work-dir] [--check-data | --no-check-data] [--amp]
+        [--resume-if-any] [--force-work-dir] [--check-data | --no-check-data] [--amp] [--compile]
         [--cfg-options key=value ...]
     torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
 
@@ -59,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                        help='check every sample of the datasets before training')
     check.add_argument('--no-check-data', dest='check_data', action='store_const', const='off',
                        help='skip the quick dataset check done before training')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the backbone '
+                        '(model.backbone.compile=True; the first iteration pays the compilation)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: fp16 with loss scaling on GPUs, bf16 on CPUs')
     add_common_args(parser)
@@ -91,18 +93,33 @@ def take_resume_value_as_option(parser: argparse.ArgumentParser, args: argparse.
 
 
 def enable_amp(cfg) -> None:
-    """Switch the optimizer wrapper to mixed precision for the device training will use."""
+    """Switch the optimizer wrapper to mixed precision for the device training will use.
+
+    bf16 autocast (``BF16OptimWrapper``: no loss scaling, bf16 keeps fp32's range) on CPUs and
+    on GPUs that compute in bf16 (Ampere and later); fp16 autocast with dynamic loss scaling
+    (mmengine's ``AmpOptimWrapper``) only on GPUs without bf16. Weights, gradients and optimizer
+    state stay fp32 either way; docs/reliability.md lists what runs in which dtype.
+    """
     import torch
     wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
     if wrapper in ('AmpOptimWrapper', 'BF16OptimWrapper'):
         return
     if wrapper != 'OptimWrapper':
         raise ValueError(f'--amp cannot convert optim_wrapper type {wrapper!r}')
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     else:
         cfg.optim_wrapper.type = 'BF16OptimWrapper'
+
+
+def enable_compile(cfg) -> None:
+    """``--compile``: ``torch.compile`` the backbone (``model.backbone.compile=True``)."""
+    backbone = cfg.model.get('backbone')
+    if not isinstance(backbone, dict) or backbone.get('type') != 'DinoBackbone':
+        raise ValueError(f'--compile compiles a model.backbone of type DinoBackbone; this config\'s '
+                         f'model ({cfg.model.get("type")}) has none')
+    backbone['compile'] = True
 
 
 def apply_resume(cfg, args: argparse.Namespace) -> None:
@@ -226,6 +243,8 @@ def main(args: argparse.Namespace) -> None:
     args.run_work_dir = cfg.work_dir  # for the Ctrl-C message
     if args.amp:
         enable_amp(cfg)
+    if args.compile:
+        enable_compile(cfg)
     if args.check_data:
         cfg.check_data = args.check_data
     apply_resume(cfg, args)

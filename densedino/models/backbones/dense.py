@@ -74,13 +74,23 @@ class DinoBackbone(BaseModule):
             stays frozen and in eval mode.
         pad_mode: 'center' pads inputs to the patch multiple as DINOv2 does; 'error' refuses them.
         arch_overrides: Preset options to replace (e.g. ``dict(depth=2)`` for small tests).
+        compile: ``torch.compile`` the backbone: every ViT block in place (one compiled code
+            shared by the blocks; new input sizes are compiled once, then run with dynamic
+            shapes), the whole ConvNeXt. The first batch pays the compilation (tens of seconds
+            on a CPU); weights and checkpoints are unchanged. Not with ``grad_checkpointing``
+            on ConvNeXt.
+        grad_checkpointing: Recompute the activations of the blocks that train (a partly
+            unfrozen or unfrozen ViT) in the backward instead of keeping them: ViT-L / ViT-g
+            recipes in the memory of a smaller model, for about one more forward per step.
+            ViTs only.
         init_cfg: Unused (weights come from ``checkpoint``); kept for mmengine.
     """
 
     def __init__(self, arch: str, *, checkpoint: Optional[str] = None, pretrained: bool = False,
                  out_indices: Union[str, int, Sequence[int]] = 'last', norm: bool = True,
                  frozen: bool = True, trainable_blocks: int = 0, pad_mode: str = 'center',
-                 arch_overrides: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+                 arch_overrides: Optional[dict] = None, compile: bool = False,
+                 grad_checkpointing: bool = False, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if pad_mode not in PAD_MODES:
             raise ValueError(f'pad_mode must be one of {PAD_MODES}, got {pad_mode!r}')
@@ -98,6 +108,20 @@ class DinoBackbone(BaseModule):
         self.embed_dim = self.model.embed_dim
         self.tap(out_indices)
         self._apply_freezing()
+        if grad_checkpointing:
+            if not self.is_vit:
+                raise ValueError(f'grad_checkpointing is for ViT backbones; {arch} is a ConvNeXt')
+            self.model.set_grad_checkpointing(True)
+        if compile:
+            self.compile_backbone()
+
+    def compile_backbone(self, **options) -> None:
+        """``torch.compile`` the network in place (what ``compile=True`` does; for models that
+        are already built, e.g. by ``init_model``): every ViT block, or the whole ConvNeXt."""
+        if self.is_vit:
+            self.model.compile_blocks(**options)
+        else:
+            self.model.compile(**options)
 
     def tap(self, out_indices: Union[str, int, Sequence[int]]) -> None:
         """Output these blocks from now on (indices or a name, as ``out_indices``); sets

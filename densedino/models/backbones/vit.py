@@ -74,6 +74,9 @@ class DinoVisionTransformer(nn.Module):
         drop_path_uniform: The same rate in every block (DINOv2, DINOv3); False: rising linearly
             from 0 in the first block to ``drop_path_rate`` in the last (DINOv1).
         in_chans: Input channels.
+        grad_checkpointing: Recompute each block's activations in the backward instead of
+            keeping them (``set_grad_checkpointing``): for partly unfrozen backbones and
+            pretraining of large models. Not an architecture choice: weights are unaffected.
     """
 
     def __init__(self, *, patch_size: int = 14, embed_dim: int = 384, depth: int = 12,
@@ -87,7 +90,8 @@ class DinoVisionTransformer(nn.Module):
                  rope_jitter_coords: Optional[float] = None,
                  rope_rescale_coords: Optional[float] = None, mask_token: bool = True,
                  untie_cls_norm: bool = False, drop_path_rate: float = 0.0,
-                 drop_path_uniform: bool = True, in_chans: int = 3) -> None:
+                 drop_path_uniform: bool = True, in_chans: int = 3,
+                 grad_checkpointing: bool = False) -> None:
         super().__init__()
         rope_aug = dict(shift_coords=rope_shift_coords, jitter_coords=rope_jitter_coords,
                         rescale_coords=rope_rescale_coords)
@@ -129,6 +133,22 @@ class DinoVisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
         self.cls_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if untie_cls_norm else None
         self.init_weights()
+        self.set_grad_checkpointing(grad_checkpointing)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing per block (see :class:`~densedino.models.layers.Block`):
+        applies wherever the blocks run with autograd, whichever method calls them."""
+        for blk in self.blocks:
+            blk.grad_checkpointing = bool(enable)
+
+    def compile_blocks(self, **options) -> None:
+        """``torch.compile`` every block in place (``nn.Module.compile``: the state dict keeps
+        its keys). The blocks share one structure, so they share the compiled code; token
+        counts that change (slide windows, frames of another size) are compiled once more and
+        then treated as dynamic by torch's automatic dynamic shapes, not recompiled per input.
+        ``options`` go to ``torch.compile`` (e.g. ``mode='max-autotune'``)."""
+        for blk in self.blocks:
+            blk.compile(**options)
 
     # ------------------------------------------------------------------ init
     def init_weights(self) -> None:

@@ -156,10 +156,12 @@ def upsampled_bins_to_depth(logits: Tensor, bins: Tensor, size: Sequence[int],
         chunk_elems: Elements of one (rows, K, W) chunk.
 
     Returns:
-        (B, 1, H, W) depth.
+        (B, 1, H, W) depth, fp32 whatever the logits' dtype and under autocast.
     """
     if logits.dim() != 4 or bins.dim() != 1 or bins.numel() != logits.shape[1]:
         raise ValueError(f'expected logits (B, K, h, w) and bins (K,), got '
                          f'{tuple(logits.shape)} and {tuple(bins.shape)}')
-    return _UpsampledBinsToDepth.apply(logits, bins, tuple(int(s) for s in size), align_corners,
-                                       chunk_elems)
+    with torch.autocast(logits.device.type, enabled=False):  # fp32 throughout, also under --amp
+        return _UpsampledBinsToDepth.apply(logits.float(), bins.float(),
+                                           tuple(int(s) for s in size), align_corners,
+                                           chunk_elems)

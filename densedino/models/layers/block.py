@@ -3,6 +3,7 @@ from typing import Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .attention import Attention, Rope
 
@@ -56,7 +57,15 @@ class Block(nn.Module):
         proj_bias: Bias on the attention output projection.
         mask_k_bias: Mask the qkv bias with a ``bias_mask`` buffer (DINOv3; see ``Attention``).
         drop_path: Stochastic depth rate.
+
+    ``grad_checkpointing`` (attribute, default False; ``VisionTransformer.set_grad_checkpointing``
+    sets it): when the block runs with autograd, keep only its input and recompute its
+    activations in the backward (``torch.utils.checkpoint``, non-reentrant, random state
+    preserved so stochastic depth draws the same masks): memory for one block's activations
+    instead of every block's, for about one more forward of compute.
     """
+
+    grad_checkpointing = False
 
     def __init__(self, dim: int, num_heads: int, *, mlp: nn.Module, norm_eps: float,
                  layerscale_init: Optional[float], qkv_bias: bool = True, proj_bias: bool = True,
@@ -72,6 +81,12 @@ class Block(nn.Module):
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: torch.Tensor, rope: Optional[Rope] = None) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return checkpoint(self._forward, x, rope, use_reentrant=False)
+        return self._forward(x, rope)
+
+    def _forward(self, x: torch.Tensor, rope: Optional[Rope] = None) -> torch.Tensor:
         x = x + self.drop_path(self.ls1(self.attn(self.norm1(x), rope)))
         return x + self.drop_path(self.ls2(self.mlp(self.norm2(x))))
 

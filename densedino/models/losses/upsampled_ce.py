@@ -116,9 +116,12 @@ def upsampled_cross_entropy(logits: Tensor, labels: Tensor, *, ignore_index: int
     Returns:
         (loss_sum, n_correct, n_valid): the loss summed over valid pixels (differentiable w.r.t.
         ``logits``), the number of valid pixels whose arg-max equals the label, and the number of
-        valid pixels.
+        valid pixels. Computed in fp32 whatever the logits' dtype and under autocast (mixed
+        precision keeps losses in fp32).
     """
     if logits.dim() != 4 or labels.dim() != 3 or logits.shape[0] != labels.shape[0]:
         raise ValueError(f'expected logits (B, C, h, w) and labels (B, H, W), got '
                          f'{tuple(logits.shape)} and {tuple(labels.shape)}')
-    return _UpsampledCE.apply(logits, labels.long(), ignore_index, align_corners, chunk_elems)
+    with torch.autocast(logits.device.type, enabled=False):  # fp32 throughout, also under --amp
+        return _UpsampledCE.apply(logits.float(), labels.long(), ignore_index, align_corners,
+                                  chunk_elems)
