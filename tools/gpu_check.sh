@@ -5,7 +5,7 @@
 #
 #   bash tools/gpu_check.sh [OUT]        # from the repository root, on a GPU machine
 #
-# Wheels: a git-ignored .whl/ folder in the repository root (docs/gpu_report_README.md says how
+# Wheels: a git-ignored .whl/ folder in the repository root (docs/benchmarks.md ("GPU report") says how
 # to fill it); installed with --no-index --no-deps into /tmp/site, which goes on PYTHONPATH.
 # Budget: about 20 s of installs, at most 100 s of tests, 170 s of report (under 5 minutes).
 set -u

@@ -10,7 +10,7 @@ from .datasets import UnlabeledImageFolder, sample_seed
 from .knn_folders import extract_cls_features, knn_eval_folders, knn_transform
 from .knn_hook import KNNMonitorHook, find_backbone
 from .datasets import SyntheticUnlabeledImages
-from .collectives import average_gradients
+from .collectives import OverlappedGradientSync, average_gradients
 from .distributed import FSDPCheckpointHook, SSLDistributedWrapper
 from .checkpoints import export_teacher_backbone
 from .ssl_model import DinoSSLModel, MultiCropDataPreprocessor
@@ -21,7 +21,7 @@ __all__ = [
     'MaskingGenerator', 'sample_masks', 'CropBox', 'CropParams', 'MultiCropAugmentation',
     'sample_crop_box', 'collate_multicrop', 'UnlabeledImageFolder', 'sample_seed',
     'extract_cls_features', 'knn_eval_folders', 'knn_transform', 'KNNMonitorHook',
-    'find_backbone', 'SyntheticUnlabeledImages', 'average_gradients', 'FSDPCheckpointHook',
+    'find_backbone', 'SyntheticUnlabeledImages', 'average_gradients', 'OverlappedGradientSync', 'FSDPCheckpointHook',
     'SSLDistributedWrapper', 'export_teacher_backbone', 'DinoSSLModel',
     'MultiCropDataPreprocessor',
 ]

@@ -36,7 +36,7 @@ import math
 from typing import Any, Dict, Iterator, List, Optional, Union
 
 import torch
-from mmengine.dist import get_rank
+from mmengine.dist import get_rank, get_world_size
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.optim import OptimWrapper
@@ -47,12 +47,19 @@ from ..models.backbones import create_backbone
 from ..registry import MODELS
 from .checkpoints import drop_teacher_state, fill_teacher_state, load_backbone_weights
 from .collate import MultiCropDataPreprocessor
-from .collectives import average_gradients
+from .collectives import OverlappedGradientSync, average_gradients
 from .networks import build_distill_teacher, build_networks, ema_update_, frozen, ibot_head_of
 from .schedules import cosine_momentum, gram_weight, warmup_teacher_temp
 from .losses import DINOLoss, GramLoss, KoLeoLoss, downsample_gram_teacher_features, iBOTPatchLoss
 
 CENTERINGS = ('softmax', 'sinkhorn')
+GRAD_SYNCS = ('overlap', 'flat')
+
+
+def _checked_grad_sync(value: str) -> str:
+    if value not in GRAD_SYNCS:
+        raise ValueError(f'grad_sync must be one of {GRAD_SYNCS}, got {value!r}')
+    return value
 
 
 @MODELS.register_module()
@@ -97,6 +104,10 @@ class DinoSSLModel(BaseModel):
             ibot_head=...)``: distil from this frozen model instead of an EMA teacher. The
             checkpoint must hold the teacher's heads (a densedino pretraining checkpoint or an
             official training checkpoint); its prototypes must number as the student's.
+        grad_sync: how a multi-process run without FSDP averages the student's gradients:
+            'overlap' (bucketed all-reduces during backward, :class:`~.collectives.
+            OverlappedGradientSync`) or 'flat' (one all-reduce after backward,
+            :func:`~.collectives.average_gradients`). The same averages.
         data_preprocessor: defaults to :class:`MultiCropDataPreprocessor`.
         init_cfg: mmengine init config.
     """
@@ -114,7 +125,7 @@ class DinoSSLModel(BaseModel):
                  gram_start_iter: int = 0, gram_warmup_iters: int = 0,
                  gram_update_interval: int = 0, gram_teacher_checkpoint: Optional[str] = None,
                  gram_batch: bool = False, gram_remove_negatives: bool = False,
-                 distill_teacher: Optional[dict] = None,
+                 distill_teacher: Optional[dict] = None, grad_sync: str = 'overlap',
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         if data_preprocessor is None:
@@ -146,6 +157,8 @@ class DinoSSLModel(BaseModel):
         self._gram_taken = False  # mirrors the gram_ready buffer once it is 1
         # False when a wrapper reduces the gradients itself (FSDP)
         self.sync_gradients = True
+        self.grad_sync = _checked_grad_sync(grad_sync)
+        self._overlapped_sync: Optional[OverlappedGradientSync] = None  # built at the first step
         self._rng_seed = torch.initial_seed()  # set by the Runner's randomness before building
 
         self._build_student_and_teacher(drop_path_rate, head, ibot_head, distill_teacher)
@@ -376,17 +389,32 @@ class DinoSSLModel(BaseModel):
         Returns:
             The logged values as floats, and whether the parameters were updated.
         """
+        overlapped = self._gradient_sync()
+        if overlapped is not None:  # reduce during the backward before an update
+            overlapped.prepare(enabled=optim_wrapper.should_sync())
         optim_wrapper.backward(optim_wrapper.scale_loss(total))
         update = optim_wrapper.should_update()
         if update:
+            if overlapped is not None:  # before the freeze drops gradients
+                overlapped.finish()
             if iteration < self.freeze_last_layer_iters:  # before averaging: nothing to send
                 self.student['dino_head'].cancel_last_layer_gradients()
                 ibot_head_of(self.student).cancel_last_layer_gradients()
-            if self.sync_gradients:
+            if self.sync_gradients and overlapped is None:
                 average_gradients(self.student)
         guard = getattr(optim_wrapper, 'nonfinite_guard', None) or self._guard
         return guard.step(optim_wrapper, {'loss': total, **losses}, iteration=iteration,
                           update=update)
+
+    def _gradient_sync(self) -> Optional[OverlappedGradientSync]:
+        """The overlapped synchroniser (``grad_sync='overlap'``, several processes, no FSDP),
+        built at the first step (FSDP, which reduces itself, shards at its first step); else
+        None: :func:`~.collectives.average_gradients` after backward, or nothing."""
+        if self.grad_sync != 'overlap' or not self.sync_gradients or get_world_size() == 1:
+            return None
+        if self._overlapped_sync is None:
+            self._overlapped_sync = OverlappedGradientSync(self.student)
+        return self._overlapped_sync
 
     def forward(self, inputs: Any = None, data_samples: Any = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor]]:
