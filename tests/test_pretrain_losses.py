@@ -206,6 +206,15 @@ def test_ibot_center_is_per_prototype():
     torch.testing.assert_close(loss_fn.center, torch.tensor([[1.0, 0.0, 0.0, 2.0]]))
 
 
+def test_a_batch_without_masked_patches_keeps_the_ibot_center():
+    """No patch masked in the whole batch (likely with a few images per process): the center
+    stays as it was; 0 / 0 used to make it NaN, and every later iBOT loss with it."""
+    loss_fn = iBOTPatchLoss(4, center_momentum=0.5)
+    loss_fn.update_center(torch.tensor([[2.0, 0.0, 0.0, 4.0]]))
+    loss_fn.update_center(torch.zeros(0, 4))
+    torch.testing.assert_close(loss_fn.center, torch.tensor([[1.0, 0.0, 0.0, 2.0]]))
+
+
 # ---------------------------------------------------------------- KoLeo
 
 

@@ -118,14 +118,19 @@ class CenteredTeacherLoss(nn.Module):
 
         Args:
             teacher_logits: (B, K) logits, or a sequence of them (e.g. one per global crop),
-                all rows pooled. Sums and counts are all-reduced when distributed.
+                all rows pooled. Sums and counts are all-reduced when distributed. With no row
+                in the whole (global) batch the center is kept.
         """
         if not isinstance(teacher_logits, Tensor):
             teacher_logits = torch.cat(list(teacher_logits))
         logits = teacher_logits.float().reshape(-1, self.out_dim)
         total = _summed(logits.sum(dim=0, keepdim=True))
         count = _summed(torch.tensor(float(logits.shape[0]), device=logits.device))
-        self.center.mul_(self.center_momentum).add_(total / count * (1 - self.center_momentum))
+        # no rows anywhere (iBOT: no patch masked in the whole batch, likely with small
+        # per-process batches): keep the center; 0 / 0 would make it NaN for the rest of the run
+        updated = self.center * self.center_momentum + \
+            total / count.clamp(min=1) * (1 - self.center_momentum)
+        self.center.copy_(torch.where(count > 0, updated, self.center))
 
     def log_probs(self, student_logits: Tensor) -> Tensor:
         """``log_softmax(s / student_temp)`` in fp32, (..., K) -> (..., K)."""
