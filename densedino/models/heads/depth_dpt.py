@@ -148,7 +148,9 @@ class FusionBlock(nn.Module):
                 size: Sequence[int] | None = None) -> torch.Tensor:
         """Fuse ``skip`` into ``x`` and upsample to ``size`` (x2 when None)."""
         if skip is not None:
-            if skip.shape[-2:] != x.shape[-2:]:  # odd token grids: levels differ by one pixel
+            # odd token grids: the levels differ by one pixel. While exporting, always resize
+            # (exact when the sizes agree), so the graph has no branch on the input size
+            if torch.compiler.is_exporting() or skip.shape[-2:] != x.shape[-2:]:
                 skip = F.interpolate(skip, size=x.shape[-2:], mode='bilinear',
                                      align_corners=False)
             x = x + self.res_conv_unit1(skip)
