@@ -184,7 +184,7 @@ def table_title(result: Dict) -> str:
 def report(result: Dict) -> None:
     """The per-model table, the ratio and the output differences, on stdout."""
     rows = []
-    for k in ('densedino', 'hf'):
+    for k in [k for k in ('densedino', 'hf', 'densedino_compiled', 'hf_compiled') if k in result]:
         r = result[k]
         mem = '-' if r['peak_mem_mb'] is None else f"{r['peak_mem_mb']:.0f}"
         if r['peak_tensor_mb'] is not None:
@@ -195,6 +195,8 @@ def report(result: Dict) -> None:
     print_table(COLUMNS, rows, title=table_title(result))
     if result['hf']['peak_tensor_mb'] is not None:
         print('peak MB: RSS growth during a forward (live tensor peak from torch.profiler)')
+    for k, v in result.get('compile_speedup', {}).items():
+        print(f'{k}: torch.compile {v:.2f}x eager')
     print(f"densedino / HF throughput: {result['ratio']:.2f}x   "
           f"patch-token max |diff| vs HF: {result['diff_vs_hf']['max_abs']:.3g}")
     for k, v in result.get('vs_fp32', {}).items():
@@ -238,6 +240,9 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cpu')
     p.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     p.add_argument('--compile', action='store_true', help='torch.compile both models')
+    p.add_argument('--compare-compile', action='store_true', help='time eager and '
+                   'torch.compile\'d forwards of both models side by side (densedino_compiled, '
+                   'hf_compiled rows and their speed-ups over eager)')
     p.add_argument('--matmul', choices=('auto', 'native', 'fp32'), default='auto',
                    help='densedino bf16 GEMM mode (see densedino/models/backbones/precision.py)')
     p.add_argument('--override', nargs='+', action=OverridesAction, default={},
@@ -270,7 +275,9 @@ def prepare(args, device):
         hf = hf.to(torch.bfloat16)
         x = x.to(torch.bfloat16)
     eager = dict(zip(('densedino', 'hf'), forward_fns(ours, hf, family)))
-    fns = {k: torch.compile(f) for k, f in eager.items()} if args.compile else eager
+    fns = {k: torch.compile(f) for k, f in eager.items()} if args.compile else dict(eager)
+    if args.compare_compile:
+        fns.update({f'{k}_compiled': torch.compile(f) for k, f in eager.items()})
     return ours, eager, fns, x, refs
 
 
@@ -305,6 +312,9 @@ def main(argv=None) -> Dict:
     if prof is not None:
         result['profile'] = prof
     result['ratio'] = result['densedino']['images_per_s'] / result['hf']['images_per_s']
+    if args.compare_compile:
+        result['compile_speedup'] = {k: result[f'{k}_compiled']['images_per_s']
+                                     / result[k]['images_per_s'] for k in ('densedino', 'hf')}
     result['diff_vs_hf'] = compare(run.last['densedino'], run.last['hf'])
     if refs is not None:
         result['vs_fp32'] = {k: compare(run.last[k], refs) for k in fns}
