@@ -124,7 +124,7 @@ def test_resume_reproduces_the_uninterrupted_losses(ade_root, tmp_path):
 # Every segmentation and depth config (configs/pretrain/ are built by test_pretrain_model.py).
 MODEL_CONFIGS = sorted(osp.relpath(p, REPO) for d in ('seg', 'depth')
                        for p in glob.glob(osp.join(REPO, 'configs', d, '*.py')))
-EXPECTED_CONFIGS = 22
+EXPECTED_CONFIGS = 30
 # 4 blocks keep 'four_last' / 'four_even' valid; Depth-Anything-V2's decoder has preset widths
 # for the released backbone widths only, so its configs get ViT-S's width.
 SMALL_ARCH = dict(depth=4, embed_dim=32, num_heads=2)

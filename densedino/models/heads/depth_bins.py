@@ -156,12 +156,13 @@ def upsampled_bins_to_depth(logits: Tensor, bins: Tensor, size: Sequence[int],
         chunk_elems: Elements of one (rows, K, W) chunk.
 
     Returns:
-        (B, 1, H, W) depth, fp32 whatever the logits' dtype and under autocast.
+        (B, 1, H, W) depth, fp32 for lower-precision logits and under autocast (fp64 stays fp64).
     """
     if logits.dim() != 4 or bins.dim() != 1 or bins.numel() != logits.shape[1]:
         raise ValueError(f'expected logits (B, K, h, w) and bins (K,), got '
                          f'{tuple(logits.shape)} and {tuple(bins.shape)}')
-    with torch.autocast(logits.device.type, enabled=False):  # fp32 throughout, also under --amp
-        return _UpsampledBinsToDepth.apply(logits.float(), bins.float(),
-                                           tuple(int(s) for s in size), align_corners,
-                                           chunk_elems)
+    # fp32 (fp64 kept) throughout, also under --amp
+    x = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    with torch.autocast(logits.device.type, enabled=False):
+        return _UpsampledBinsToDepth.apply(x, bins.to(x.dtype), tuple(int(s) for s in size),
+                                           align_corners, chunk_elems)
