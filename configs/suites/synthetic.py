@@ -22,7 +22,7 @@ entries = [
                 **{f'{loader}.dataset.num_val': 8
                    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}}),
     dict(name='depth_synthetic_linear', config='configs/depth/synthetic_linear.py',
-         metric='rmse', target=1.8716,
+         metric='rmse', target=1.8794,
          source='README depth quick start: 300 iterations on a 2-core CPU',
          smoke={**_smoke_common,
                 **{f'{loader}.dataset.num_test': 8
