@@ -3,6 +3,7 @@
     python demo/image_seg.py IMG --model dinov2_vits14_ade20k_linear --out overlay.png
     python demo/image_seg.py IMG CONFIG CHECKPOINT --out overlay.png [--device cpu]
         [--opacity 0.5] [--no-legend] [--show]
+    python demo/image_seg.py IMG --runtime onnx --onnx seg.onnx --out overlay.png
 
 ``--model`` names a released segmentation model (``densedino.list_models('seg')``): its backbone
 and head are downloaded once into the cache and assembled on load.
@@ -11,7 +12,9 @@ The overlay has the image's height; the legend of the classes present (largest f
 appended on the right, so the width is the image's plus the legend's (exactly the image's size
 with --no-legend). Class colours are the dataset's palette (``model.dataset_meta['palette']``:
 the checkpoint's, else the config dataset's), so a class has the colour ``tools/test.py
---show-dir`` gives it. Works headless: --show only opens a window where a display is available.
+--show-dir`` gives it. With ``--runtime onnx`` the model is an exported file (``tools/export_onnx.py``,
+``--onnx``) run by ONNX Runtime (``densedino.deploy.OnnxModel``; ``pip install -e .[deploy]``),
+its classes and palette read from the file. Works headless: --show only opens a window where a display is available.
 """
 import argparse
 import os
@@ -36,6 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--model', help='a released segmentation model instead of CONFIG '
                         'CHECKPOINT, e.g. dinov2_vits14_ade20k_linear (python tools/zoo.py list '
                         '--task seg)')
+    parser.add_argument('--runtime', choices=['torch', 'onnx'], default='torch',
+                        help='torch: CONFIG CHECKPOINT or --model; onnx: the exported file --onnx '
+                        'on ONNX Runtime (default: %(default)s)')
+    parser.add_argument('--onnx', help='exported model (tools/export_onnx.py), with --runtime onnx')
     parser.add_argument('--out', default='overlay.png', help='output image (default: %(default)s)')
     parser.add_argument('--device', default='cpu', help='torch device (default: %(default)s)')
     parser.add_argument('--opacity', type=float, default=0.5,
@@ -57,7 +64,11 @@ def check_inputs(args: argparse.Namespace) -> np.ndarray:
     if not 0.0 <= args.opacity <= 1.0:
         raise ValueError(f'--opacity must be in [0, 1], got {args.opacity}')
     image = read_image(args.img)
-    if args.model is not None:
+    if args.runtime == 'onnx':
+        check_onnx(args)
+    elif args.onnx is not None:
+        raise ValueError('--onnx runs with --runtime onnx')
+    elif args.model is not None:
         check_model_name(args)
     else:
         if args.config is None or args.checkpoint is None:
@@ -68,6 +79,20 @@ def check_inputs(args: argparse.Namespace) -> np.ndarray:
     if not cv2.haveImageWriter(args.out):
         raise ValueError(f'--out {args.out}: use an image extension such as .png or .jpg')
     return image
+
+
+def check_onnx(args: argparse.Namespace) -> None:
+    """``--runtime onnx``: an existing --onnx file, no CONFIG / CHECKPOINT / --model, ONNX
+    Runtime installed."""
+    import importlib.util
+    if args.onnx is None:
+        raise ValueError('--runtime onnx needs --onnx model.onnx (tools/export_onnx.py writes it)')
+    if args.model or args.config or args.checkpoint:
+        raise ValueError('--runtime onnx runs the --onnx file: drop CONFIG, CHECKPOINT and --model')
+    if not osp.isfile(args.onnx):
+        raise FileNotFoundError(f'ONNX file {args.onnx} does not exist')
+    if importlib.util.find_spec('onnxruntime') is None:
+        raise ImportError('--runtime onnx needs ONNX Runtime: pip install -e .[deploy]')
 
 
 def check_model_name(args: argparse.Namespace) -> None:
@@ -90,11 +115,18 @@ def segment(args: argparse.Namespace, image: np.ndarray) -> Tuple[np.ndarray, fl
     from densedino.apis import inference_model, init_model
     from densedino.visualization import draw_overlay
     start = time.perf_counter()
-    print(f'loading {args.model or osp.basename(args.checkpoint)} on {args.device}...',
-          file=sys.stderr)
-    model = init_model(args.model or args.config, args.checkpoint, device=args.device)
+    onnx = args.runtime == 'onnx'
+    name = osp.basename(args.onnx) if onnx else args.model or osp.basename(args.checkpoint)
+    print(f'loading {name} on {"ONNX Runtime" if onnx else args.device}...', file=sys.stderr)
+    if onnx:
+        from densedino.deploy import OnnxModel
+        model = OnnxModel(args.onnx)
+        if model.task != 'seg':
+            raise ValueError(f'{args.onnx} is a {model.task} model, not a segmentation model')
+    else:
+        model = init_model(args.model or args.config, args.checkpoint, device=args.device)
     loaded = time.perf_counter()
-    result = inference_model(model, args.img)
+    result = model(args.img) if onnx else inference_model(model, args.img)
     done = time.perf_counter()
     labels = result.pred_sem_seg.data[0].cpu().numpy()
     meta = model.dataset_meta
