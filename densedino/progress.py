@@ -1,5 +1,5 @@
 """Progress of long loops (dataset checks, scene writing, feature extraction): a rich bar on a
-terminal, plain lines in a log.
+terminal, plain lines in a log; and :func:`logger_level`, to quiet a logger for a while.
 
 rich (installed with mmengine) draws the bar. Its live display redraws in place, so where
 stderr is a file or a pipe (CI logs, ``nohup``, ``2> log``) it would show nothing until the end:
@@ -7,6 +7,8 @@ there the loop prints one line per tenth of the work instead, with the rate and 
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
 from typing import IO, Iterable, Iterator, Optional
@@ -47,4 +49,16 @@ def _progress_lines(items: Iterable, total: int, desc: str, stream: IO[str]) -> 
                   file=stream, flush=True)
 
 
-__all__ = ['progress_iter']
+@contextlib.contextmanager
+def logger_level(logger: logging.Logger, level: int) -> Iterator[None]:
+    """Raise ``logger``'s level to ``level`` inside the block (messages below it are dropped),
+    then restore it: for libraries whose advice or tables would drown what the user reads."""
+    previous = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+__all__ = ['logger_level', 'progress_iter']

@@ -11,13 +11,14 @@ one scale per tensor (``tools/benchmark_deploy.py --accuracy [--per-tensor]``, 1
 scenes: mean |depth change| 0.0057 m vs 0.0084 m, segmentation labels 99.66% vs 99.52% equal);
 docs/deploy.md has the figures.
 """
-import contextlib
 import logging
 import os
 import tempfile
 from typing import Dict, Union
 
 import numpy as np
+
+from ..progress import logger_level
 
 #: ``metadata_props`` key marking a quantised file (its value names the scheme).
 QUANTIZED_KEY = 'densedino.quantized'
@@ -56,7 +57,8 @@ def quantize_dynamic_int8(onnx_in: Union[str, os.PathLike], onnx_out: Union[str,
     with tempfile.TemporaryDirectory() as tmp:
         staged = os.path.join(tmp, 'folded.onnx')
         onnx.save(source, staged)
-        with _quiet_quantizer():
+        # the quantiser's advice to run its pre-processing (done here: the folding) stays off
+        with logger_level(logging.getLogger(), logging.ERROR):
             quantize_dynamic(staged, onnx_out, op_types_to_quantize=['MatMul', 'Gemm'],
                              per_channel=per_channel, weight_type=QuantType.QInt8,
                              extra_options={'MatMulConstBOnly': True})
@@ -101,14 +103,3 @@ def fold_weight_transposes(model) -> int:
         graph.initializer.remove(inits[name])
     return len(folded)
 
-
-@contextlib.contextmanager
-def _quiet_quantizer():
-    """The quantiser's advice to run its pre-processing (done here: the folding) off."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import math
 import os.path as osp
-from contextlib import contextmanager
 from typing import Any, Dict, List, Optional, Sequence
 
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
+from ..progress import logger_level
 from ..registry import METRICS
 
 #: Metrics where a lower value is better (the others: higher).
@@ -91,7 +91,8 @@ class HeadSweepMetric(BaseMetric):
         for per_head in results:
             for head, result in per_head.items():
                 by_head.setdefault(head, []).append(result)
-        with _quiet():  # the wrapped metric's own tables, once per head, would drown the summary
+        # the wrapped metric's own tables, once per head, would drown the summary
+        with logger_level(MMLogger.get_current_instance(), logging.WARNING):
             self.scores = {head: self._metric(head).compute_metrics(items)
                            for head, items in by_head.items()}
         if not self.scores:
@@ -127,14 +128,3 @@ class HeadSweepMetric(BaseMetric):
         MMLogger.get_current_instance().info(f'head sweep, {len(self.scores)} heads:\n{table}\n'
                                              f'{best}')
 
-
-@contextmanager
-def _quiet():
-    """Only warnings and errors from the run's logger while inside."""
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
