@@ -29,8 +29,6 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SUITES_DIR = osp.join(ROOT, 'configs', 'suites')
 RESULTS_JSON, RESULTS_MD, RESULTS_PNG = 'results.json', 'results.md', 'results.png'
 PANELS = 4  # prediction panels drawn per entry (the first test images)
-#: Metrics where lower is better (the difference column says which way is worse).
-LOWER_IS_BETTER = ('rmse', 'abs_rel', 'sq_rel', 'rmse_log', 'log10', 'silog')
 
 sys.path.insert(0, ROOT)
 from densedino.cli import load_config, note, run_cli  # noqa: E402

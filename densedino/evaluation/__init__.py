@@ -3,6 +3,7 @@ from .depth_align import ALIGN_MODES, check_align, fit_scale_shift
 from .depth_functional import (
     DEPTH_CROPS,
     DEPTH_METRIC_KEYS,
+    LOWER_IS_BETTER,
     align_depth,
     check_crop,
     crop_mask,
@@ -17,6 +18,7 @@ __all__ = [
     'ALIGN_MODES',
     'DEPTH_CROPS',
     'DEPTH_METRIC_KEYS',
+    'LOWER_IS_BETTER',
     'DenseDepthMetric',
     'HeadSweepMetric',
     'align_depth',

@@ -20,6 +20,9 @@ from .depth_align import check_align, disparity_to_depth, fit_scale_shift, media
 DEPTH_CROPS = ('nyu_eigen', 'kitti_garg', 'kitti_eigen')
 DEPTH_METRIC_KEYS = ('d1', 'd2', 'd3', 'abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'log10', 'silog',
                      'silog_mmseg')
+#: The depth errors, where a smaller value is better (the d1-d3 accuracies and the segmentation
+#: figures are better larger); the sweep metric and the benchmark figures rank by it.
+LOWER_IS_BETTER = frozenset(DEPTH_METRIC_KEYS) - {'d1', 'd2', 'd3'}
 
 # Fractions of the image height / width bounding the KITTI crops (Garg et al. 2016, Eigen et al.
 # 2014), as written in the BTS / toolbox evaluation code.

@@ -19,9 +19,8 @@ from mmengine.logging import MMLogger
 
 from ..progress import logger_level
 from ..registry import METRICS
+from .depth_functional import LOWER_IS_BETTER
 
-#: Metrics where a lower value is better (the others: higher).
-LOWER_IS_BETTER = ('rmse', 'abs_rel', 'sq_rel', 'rmse_log', 'log10', 'silog', 'silog_mmseg')
 HEAD_PREDS = 'head_preds'  # the field HeadSweepMixin.predict fills
 PRED_FIELDS = ('pred_sem_seg', 'pred_depth_map')
 

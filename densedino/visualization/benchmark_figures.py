@@ -17,14 +17,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..evaluation.depth_functional import LOWER_IS_BETTER
 from ..evaluation.seg_confusion import iou_from_confusion, nan_mean
 from .style import DEFAULT_DPI, FONT_PT, MIN_FONT_PT, add_colorbar, matplotlib_style
 
 #: Metrics where a larger value is better (segmentation in %, depth thresholds as fractions).
 HIGHER_IS_BETTER = frozenset({'mIoU', 'aAcc', 'mAcc', 'mDice', 'mFscore', 'd1', 'd2', 'd3'})
-#: Depth errors: a smaller value is better.
-LOWER_IS_BETTER = frozenset({'rmse', 'abs_rel', 'sq_rel', 'rmse_log', 'log10', 'silog',
-                             'silog_mmseg'})
 UNITS = {'mIoU': '%', 'aAcc': '%', 'mAcc': '%', 'mDice': '%', 'mFscore': '%', 'rmse': 'm'}
 OURS_COLOUR, PAPER_COLOUR, MEAN_COLOUR = 'tab:blue', '0.7', 'tab:red'
 NAME_CHARS = 30  # longer class / entry names are shortened
