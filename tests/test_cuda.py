@@ -38,6 +38,7 @@ from densedino.pretrain import DinoSSLModel, SSLDistributedWrapper, collate_mult
 from densedino.registry import MODELS
 
 from .test_depth_pipeline import tiny_depth_cfg
+from .test_losses import check_fused_against_reference
 from .test_pretrain_model import HEAD, TINY as PRETRAIN_TINY
 from .test_seg_pipeline import tiny_cfg
 
@@ -154,18 +155,7 @@ def test_fused_loss_equals_interpolate_cross_entropy_on_cuda(align_corners):
     x = torch.randn(2, 5, 9, 11, device=DEVICE, requires_grad=True)
     labels = torch.randint(0, 5, (2, *size), device=DEVICE)
     labels[0, :3] = 255
-    total, correct, n_valid = upsampled_cross_entropy(x, labels, align_corners=align_corners,
-                                                      chunk_elems=5 * size[1] * 3)
-    total.backward()
-    ours, x.grad = x.grad.clone(), None
-    up = F.interpolate(x, size=size, mode='bilinear', align_corners=align_corners)
-    ref = F.cross_entropy(up, labels, ignore_index=255, reduction='sum')
-    ref.backward()
-    torch.testing.assert_close(total, ref, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(ours, x.grad, rtol=1e-4, atol=1e-5)
-    valid = labels != 255
-    assert int(correct) == int(((up.argmax(1) == labels) & valid).sum())
-    assert int(n_valid) == int(valid.sum())
+    total, ours = check_fused_against_reference(x, labels, align_corners)
     # and the same numbers as on the CPU
     xc = x.detach().cpu().requires_grad_()
     cpu_total = upsampled_cross_entropy(xc, labels.cpu(), align_corners=align_corners)[0]

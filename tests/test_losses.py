@@ -10,18 +10,15 @@ from densedino.models.heads import LinearSegHead
 from densedino.models.losses import interp_weights, upsampled_cross_entropy
 
 
-@pytest.mark.parametrize('align_corners', [False, True])
-@pytest.mark.parametrize('size', [(64, 80), (50, 37), (7, 9)])
-def test_matches_interpolate_then_cross_entropy(align_corners, size):
-    torch.manual_seed(0)
-    x = torch.randn(2, 5, 9, 11, dtype=torch.float64).float().requires_grad_()
-    labels = torch.randint(0, 5, (2, *size))
-    labels[0, :3] = 255
+def check_fused_against_reference(x, labels, align_corners):
+    """``upsampled_cross_entropy`` of ``x`` (a leaf) equals interpolate + cross-entropy in the
+    loss, the gradient, the count of correct pixels and of valid ones (255 ignored); returns
+    ``(loss, gradient)`` for further checks (tests/test_cuda.py compares them with the CPU)."""
+    size = labels.shape[-2:]
     total, correct, n_valid = upsampled_cross_entropy(x, labels, align_corners=align_corners,
                                                       chunk_elems=5 * size[1] * 3)
     total.backward()
-    ours = x.grad.clone()
-    x.grad = None
+    ours, x.grad = x.grad.clone(), None
     up = F.interpolate(x, size=size, mode='bilinear', align_corners=align_corners)
     ref = F.cross_entropy(up, labels, ignore_index=255, reduction='sum')
     ref.backward()
@@ -30,6 +27,17 @@ def test_matches_interpolate_then_cross_entropy(align_corners, size):
     valid = labels != 255
     assert int(correct) == int(((up.argmax(1) == labels) & valid).sum())
     assert int(n_valid) == int(valid.sum())
+    return total, ours
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+@pytest.mark.parametrize('size', [(64, 80), (50, 37), (7, 9)])
+def test_matches_interpolate_then_cross_entropy(align_corners, size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 9, 11, dtype=torch.float64).float().requires_grad_()
+    labels = torch.randint(0, 5, (2, *size))
+    labels[0, :3] = 255
+    check_fused_against_reference(x, labels, align_corners)
 
 
 def test_interp_weights_reproduce_torch():

@@ -9,7 +9,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..losses import column_matrix, interp_weights
+from ..losses import fold_columns, resize_columns, row_chunks
 
 BINS_STRATEGIES = ('UD', 'SID')
 NORM_STRATEGIES = ('linear', 'softmax', 'sigmoid')
@@ -74,21 +74,6 @@ class _UpsampledBinsToDepth(torch.autograd.Function):
     row chunk (see :func:`upsampled_bins_to_depth`)."""
 
     @staticmethod
-    def _chunks(logits: Tensor, size: Sequence[int], align_corners: bool, chunk_elems: int):
-        """Per image: the horizontally resized rows ``wide`` (h, K * W), and per chunk of output
-        rows its vertical weights and source-row range."""
-        B, K, h, w = logits.shape
-        H, W = size
-        cols = column_matrix(W, w, align_corners, logits.device, logits.dtype)  # (W, w)
-        rows_mat = column_matrix(H, h, align_corners, logits.device, logits.dtype)  # (H, h)
-        i0, i1, _, _ = interp_weights(H, h, align_corners, torch.device('cpu'))
-        i0, i1 = i0.tolist(), i1.tolist()
-        rows = max(1, chunk_elems // (K * W))
-        spans = [(r0, min(H, r0 + rows)) for r0 in range(0, H, rows)]
-        return cols, [(r0, r1, i0[r0], i1[r1 - 1] + 1, rows_mat[r0:r1, i0[r0]:i1[r1 - 1] + 1])
-                      for r0, r1 in spans]
-
-    @staticmethod
     def _weights(z: Tensor, bins: Tensor) -> Tuple[Tensor, Tensor]:
         """(R, K, W) upsampled logits -> depth (R, W) and the weight sums S (R, W)."""
         weights = torch.relu(z).add_(LINEAR_NORM_EPS)
@@ -101,12 +86,12 @@ class _UpsampledBinsToDepth(torch.autograd.Function):
         B, K, h, w = logits.shape
         H, W = size
         x = logits.detach()
-        cols, chunks = _UpsampledBinsToDepth._chunks(x, size, align_corners, chunk_elems)
+        plan = row_chunks((h, w), (H, W), K, align_corners, chunk_elems, x.device, x.dtype)
         out = x.new_empty(B, 1, H, W)
         b = bins.to(x.dtype)
         for i in range(B):
-            wide = (x[i].permute(1, 0, 2).reshape(h * K, w) @ cols.T).view(h, K * W)
-            for r0, r1, lo, hi, a_sub in chunks:
+            wide = resize_columns(x[i], plan.cols)
+            for r0, r1, lo, hi, a_sub in plan.chunks:
                 z = (a_sub @ wide[lo:hi]).view(r1 - r0, K, W)
                 out[i, 0, r0:r1] = _UpsampledBinsToDepth._weights(z, b)[0]
         ctx.save_for_backward(x, b)
@@ -118,21 +103,21 @@ class _UpsampledBinsToDepth(torch.autograd.Function):
         x, b = ctx.saved_tensors
         B, K, h, w = x.shape
         H, W = ctx.size
-        cols, chunks = _UpsampledBinsToDepth._chunks(x, ctx.size, ctx.align_corners,
-                                                     ctx.chunk_elems)
+        plan = row_chunks((h, w), (H, W), K, ctx.align_corners, ctx.chunk_elems, x.device,
+                          x.dtype)
         grad = torch.empty_like(x)
         g_all = grad_out.to(x.dtype)
         for i in range(B):
-            wide = (x[i].permute(1, 0, 2).reshape(h * K, w) @ cols.T).view(h, K * W)
+            wide = resize_columns(x[i], plan.cols)
             grad_wide = torch.zeros_like(wide)
-            for r0, r1, lo, hi, a_sub in chunks:
+            for r0, r1, lo, hi, a_sub in plan.chunks:
                 z = (a_sub @ wide[lo:hi]).view(r1 - r0, K, W)
                 depth, total = _UpsampledBinsToDepth._weights(z, b)
                 # d depth / d z_k = (b_k - depth) / S where z_k > 0, else 0
                 scale = (g_all[i, 0, r0:r1] / total).unsqueeze(1)  # (R, 1, W)
                 gz = (b.view(1, K, 1) - depth.unsqueeze(1)).mul_(scale).mul_(z > 0)
                 grad_wide[lo:hi] += a_sub.T @ gz.view(r1 - r0, K * W)
-            grad[i] = (grad_wide.view(h * K, W) @ cols).view(h, K, w).permute(1, 0, 2)
+            grad[i] = fold_columns(grad_wide, plan.cols, K)
         return grad, None, None, None, None
 
 

@@ -1,5 +1,7 @@
 """Losses, one per file."""
 from .depth import GradientLoss, SigLoss
-from .upsampled_ce import column_matrix, interp_weights, upsampled_cross_entropy
+from .upsampled_ce import (RowChunks, column_matrix, fold_columns, interp_weights,
+                           resize_columns, row_chunks, upsampled_cross_entropy)
 
-__all__ = ['GradientLoss', 'SigLoss', 'column_matrix', 'interp_weights', 'upsampled_cross_entropy']
+__all__ = ['GradientLoss', 'SigLoss', 'RowChunks', 'column_matrix', 'fold_columns',
+           'interp_weights', 'resize_columns', 'row_chunks', 'upsampled_cross_entropy']

@@ -9,7 +9,7 @@ in cache, and folds the gradient straight back to the low-resolution logits. Val
 ``F.cross_entropy(F.interpolate(logits, size, mode='bilinear'), labels, ignore_index)`` (sum
 over valid pixels) up to float rounding; memory is O(C h W) instead of O(C H W).
 """
-from typing import Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -45,6 +45,46 @@ def column_matrix(out_w: int, in_w: int, align_corners: bool, device, dtype) -> 
     return mat
 
 
+class RowChunks(NamedTuple):
+    """How to resize (C, h, w) maps to (C, H, W) a few output rows at a time: the horizontal
+    interpolation matrix ``cols`` (W, w), and per chunk ``(r0, r1, lo, hi, a_sub)``: output rows
+    ``r0:r1`` are ``a_sub @ wide[lo:hi]``, ``a_sub`` (r1 - r0, hi - lo) the vertical weights of
+    the source rows they read."""
+    cols: Tensor
+    chunks: List[Tuple[int, int, int, int, Tensor]]
+
+
+def row_chunks(in_hw: Sequence[int], out_hw: Sequence[int], channels: int, align_corners: bool,
+               chunk_elems: int, device, dtype) -> RowChunks:
+    """The plan of a chunked separable bilinear resize (used by the fused losses and heads).
+    Chunk bounds are computed on the host, so CUDA runs need no syncs."""
+    (h, w), (H, W) = in_hw, out_hw
+    cols = column_matrix(W, w, align_corners, device, dtype)
+    rows_mat = column_matrix(H, h, align_corners, device, dtype)
+    i0, i1, _, _ = interp_weights(H, h, align_corners, torch.device('cpu'))
+    i0, i1 = i0.tolist(), i1.tolist()
+    rows = max(1, chunk_elems // (channels * W))
+    chunks = []
+    for r0 in range(0, H, rows):
+        r1 = min(H, r0 + rows)
+        lo, hi = i0[r0], i1[r1 - 1] + 1  # source rows this chunk reads
+        chunks.append((r0, r1, lo, hi, rows_mat[r0:r1, lo:hi]))
+    return RowChunks(cols, chunks)
+
+
+def resize_columns(x: Tensor, cols: Tensor) -> Tensor:
+    """One image's (C, h, w) maps resized horizontally, rows first: (h, C * W), so that a chunk
+    of output rows is one small GEMM away."""
+    C, h, w = x.shape
+    return (x.permute(1, 0, 2).reshape(h * C, w) @ cols.T).view(h, -1)
+
+
+def fold_columns(grad_wide: Tensor, cols: Tensor, channels: int) -> Tensor:
+    """The adjoint of :func:`resize_columns`: (h, C * W) gradients -> (C, h, w)."""
+    h = grad_wide.shape[0]
+    return (grad_wide.view(h * channels, -1) @ cols).view(h, channels, -1).permute(1, 0, 2)
+
+
 class _UpsampledCE(torch.autograd.Function):
 
     @staticmethod
@@ -53,24 +93,15 @@ class _UpsampledCE(torch.autograd.Function):
         B, C, h, w = logits.shape
         H, W = labels.shape[-2:]
         x = logits.detach().float()
-        cols = column_matrix(W, w, align_corners, x.device, x.dtype)  # (W, w)
-        rows_mat = column_matrix(H, h, align_corners, x.device, x.dtype)  # (H, h)
-        i0, i1, _, _ = interp_weights(H, h, align_corners, torch.device('cpu'))
-        # chunk bounds are read on the host; keep them there so CUDA runs need no syncs
-        i0, i1 = i0.tolist(), i1.tolist()
-        rows = max(1, chunk_elems // (C * W))
+        plan = row_chunks((h, w), (H, W), C, align_corners, chunk_elems, x.device, x.dtype)
         need_grad = ctx.needs_input_grad[0]
         grad = torch.zeros_like(x) if need_grad else None
         loss = x.new_zeros(())
         correct = torch.zeros((), dtype=torch.long, device=x.device)
         for b in range(B):
-            # rows-first layout (h, C * W): a chunk of output rows is one small GEMM away
-            wide = (x[b].permute(1, 0, 2).reshape(h * C, w) @ cols.T).view(h, C * W)
+            wide = resize_columns(x[b], plan.cols)
             grad_wide = torch.zeros_like(wide) if need_grad else None
-            for r0 in range(0, H, rows):
-                r1 = min(H, r0 + rows)
-                lo, hi = i0[r0], i1[r1 - 1] + 1  # source rows this chunk reads
-                a_sub = rows_mat[r0:r1, lo:hi]  # (R, K)
+            for r0, r1, lo, hi, a_sub in plan.chunks:
                 z = (a_sub @ wide[lo:hi]).view(r1 - r0, C, W)
                 lab = labels[b, r0:r1]
                 valid = lab != ignore_index
@@ -87,8 +118,7 @@ class _UpsampledCE(torch.autograd.Function):
                     p.scatter_add_(1, safe, -valid.unsqueeze(1).to(p.dtype))
                     grad_wide[lo:hi] += a_sub.T @ p.view(r1 - r0, C * W)
             if need_grad:
-                g = (grad_wide.view(h * C, W) @ cols).view(h, C, w)
-                grad[b] = g.permute(1, 0, 2)
+                grad[b] = fold_columns(grad_wide, plan.cols, C)
         n_valid = (labels != ignore_index).sum()
         if need_grad:
             ctx.save_for_backward(grad)
