@@ -27,8 +27,9 @@ class LinearDepthHead(DepthHead):
     applies ``conv_depth`` on the token grid and upsamples the ``n_bins`` logits instead: the
     same values up to float rounding, with C / n_bins (12 for ViT-S linear4) times less memory.
     With the 'linear' normalisation the upsampling and the bins are fused
-    (:func:`upsampled_bins_to_depth`): the (B, n_bins, 4h, 4w) logits are never stored, and a
-    training step of the head costs a quarter of the unfused one on a CPU.
+    (:func:`upsampled_bins_to_depth`): the (B, n_bins, 4h, 4w) logits are never stored (one NYU
+    linear head's training step on a 2-core CPU: 865 -> 659 ms, live tensors 270 -> 45 MB;
+    docs/benchmarks.md, "Head sweeps").
     (DINOv2 resizes every tapped map straight to the upsampled size; for maps on one grid, as
     every ViT gives, that equals resizing to the first map then upsampling.)
 
