@@ -98,7 +98,8 @@ def test_backbone_checkpointing_applies_to_the_trained_blocks_only():
 def test_amp_picks_bf16_where_the_device_has_it(monkeypatch, cuda, bf16, expected):
     from mmengine.config import Config
 
-    from tools.train import enable_amp, enable_compile
+    from densedino.cli import enable_compile
+    from tools.train import enable_amp
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: cuda)
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: bf16)
     cfg = Config(dict(optim_wrapper=dict(type='OptimWrapper', optimizer=dict(type='AdamW')),
@@ -136,7 +137,7 @@ def test_tools_take_compile(tmp_path):
     from mmengine.config import Config
     args = parse_args(['c.py', str(tmp_path / 'x.pth'), '--compile'])
     (tmp_path / 'x.pth').write_bytes(b'')
-    cfg = Config(dict(model=dict(backbone=dict(type='DinoBackbone'))))
+    cfg = Config(dict(model=dict(type='EncoderDecoder', backbone=dict(type='DinoBackbone'))))
     apply_test_options(cfg, argparse.Namespace(**vars(args)))
     assert cfg.model.backbone.compile is True
 

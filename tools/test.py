@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 if __name__ == '__main__':  # a mistyped config is answered before the slow imports (tools/train.py)
     runpy.run_path(osp.join(ROOT, 'densedino', 'cli', 'paths.py'))['exit_if_config_missing'](
         sys.argv[1:], VALUE_OPTIONS)
-from densedino.cli import add_common_args, load_config, rank, run_cli  # noqa: E402
+from densedino.cli import add_common_args, enable_compile, load_config, rank, run_cli  # noqa: E402
 
 # Visualisers that write flat, titled panels (densedino.visualization): the config's type ->
 # the one --show-dir uses. Other types keep their own storage backends under DIR.
@@ -61,7 +61,7 @@ def apply_test_options(cfg, args: argparse.Namespace) -> None:
         raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
     cfg.load_from = args.checkpoint
     if getattr(args, 'compile', False):
-        cfg.model.backbone['compile'] = True
+        enable_compile(cfg)
     show_max = getattr(args, 'show_max', None)
     if show_max is not None and (not args.show_dir or show_max < 1):
         raise ValueError(f'--show-max {show_max}: needs --show-dir and a count of at least 1')

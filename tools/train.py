@@ -34,8 +34,8 @@ if __name__ == '__main__':
     # check needs only the standard library, so its file runs without importing the package.
     runpy.run_path(osp.join(ROOT, 'densedino', 'cli', 'paths.py'))['exit_if_config_missing'](
         sys.argv[1:], VALUE_OPTIONS)
-from densedino.cli import (OWNER_FILE, add_common_args, config_name, load_config, note,  # noqa: E402
-                        rank, run_cli)
+from densedino.cli import (OWNER_FILE, add_common_args, config_name, enable_compile,  # noqa: E402
+                           load_config, note, rank, run_cli)
 
 _CFG_KEY = re.compile(r'[A-Za-z_][\w.]*$')
 
@@ -111,15 +111,6 @@ def enable_amp(cfg) -> None:
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     else:
         cfg.optim_wrapper.type = 'BF16OptimWrapper'
-
-
-def enable_compile(cfg) -> None:
-    """``--compile``: ``torch.compile`` the backbone (``model.backbone.compile=True``)."""
-    backbone = cfg.model.get('backbone')
-    if not isinstance(backbone, dict) or backbone.get('type') != 'DinoBackbone':
-        raise ValueError(f'--compile compiles a model.backbone of type DinoBackbone; this config\'s '
-                         f'model ({cfg.model.get("type")}) has none')
-    backbone['compile'] = True
 
 
 def apply_resume(cfg, args: argparse.Namespace) -> None:

@@ -188,3 +188,12 @@ def adapt_to_device(cfg: Config) -> None:
                                      broadcast_buffers=False)
     if cfg.launcher == 'pytorch' and not dist.is_initialized():
         dist.init_process_group(backend='gloo')
+
+
+def enable_compile(cfg) -> None:
+    """``--compile``: ``torch.compile`` the backbone (``model.backbone.compile=True``)."""
+    backbone = cfg.model.get('backbone')
+    if not isinstance(backbone, dict) or backbone.get('type') != 'DinoBackbone':
+        raise ValueError(f'--compile compiles a model.backbone of type DinoBackbone; this config\'s '
+                         f'model ({cfg.model.get("type")}) has none')
+    backbone['compile'] = True
