@@ -95,25 +95,10 @@ class ExportModule(nn.Module):
         ph = (x.shape[-2] + p - 1) // p * p - x.shape[-2]
         pw = (x.shape[-1] + p - 1) // p * p - x.shape[-1]
         x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        out = self._head(self.backbone(x))
+        out = self.head(self.backbone(x))
         if self.task == 'depth':
             out = self.head.clamp(out)
         return F.interpolate(out, size=size, mode='bilinear', align_corners=self.align_corners)
-
-
-    def _head(self, feats) -> torch.Tensor:
-        """The head's forward; the linear depth head's fused resize-and-bins (a Python loop
-        over row chunks, which export would fix to one size) becomes resize, then bins."""
-        head = self.head
-        fused = getattr(head, 'upsample', 1) > 1 and getattr(head, 'classify', False) \
-            and getattr(head, 'norm_strategy', None) == 'linear' and hasattr(head, 'conv_depth')
-        if not fused:
-            return head(feats)
-        from ..models.heads.depth_bins import bins_to_depth
-        logits = head.conv_depth(head.features(feats))
-        size = [s * head.upsample for s in logits.shape[-2:]]
-        logits = F.interpolate(logits, size=size, mode='bilinear', align_corners=self.align_corners)
-        return bins_to_depth(logits, head.bins, head.norm_strategy)
 
 
 def model_metadata(model: nn.Module, module: ExportModule) -> Dict[str, str]:

@@ -101,8 +101,10 @@ class LinearDepthHead(DepthHead):
     def forward(self, inputs) -> torch.Tensor:
         """Backbone outputs -> (B, 1, upsample * h, upsample * w) depth."""
         logits = self.conv_depth(self.features(inputs))
-        if self.upsample > 1 and self.classify and self.norm_strategy == 'linear':
-            size = [s * self.upsample for s in logits.shape[-2:]]  # resize and bins, fused
+        # resize and bins fused; not while exporting, where the chunk loop would fix the size
+        if self.upsample > 1 and self.classify and self.norm_strategy == 'linear' \
+                and not torch.compiler.is_exporting():
+            size = [s * self.upsample for s in logits.shape[-2:]]
             return upsampled_bins_to_depth(logits, self.bins, size, self.align_corners)
         if self.upsample > 1:
             size = [s * self.upsample for s in logits.shape[-2:]]
